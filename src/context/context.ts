@@ -210,7 +210,7 @@ class CancelCtx implements Context {
     if (afterFuncs !== undefined) {
       for (const af of afterFuncs) af.start();
     }
-    if (detach) this.#parent?.#children?.delete(this);
+    if (detach && this.#parent !== undefined) this.#parent.#children?.delete(this);
     this.#parent = undefined;
     if (this.#foreign !== undefined) {
       this.#foreign.signal.removeEventListener("abort", this.#foreign.onAbort);

@@ -1,0 +1,83 @@
+import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import type { Db } from "./connection.js";
+import { type ErrorInfo, type ExecutionRow, executions } from "./schema.js";
+import { type ExecutionStatus, executionStatusesInto } from "./statuses.js";
+
+/** The guard of every update that moves an execution to `to`. */
+export function executionGuard(to: ExecutionStatus) {
+  return inArray(executions.status, executionStatusesInto(to));
+}
+
+export function listExecutions(db: Db, jobIds: string[]): Promise<ExecutionRow[]> {
+  if (jobIds.length === 0) return Promise.resolve([]);
+  return db
+    .select()
+    .from(executions)
+    .where(inArray(executions.jobId, jobIds))
+    .orderBy(asc(executions.jobId), asc(executions.position));
+}
+
+/** pending → running. Undefined if the execution was not pending (cancelled, say). */
+export async function startExecution(db: Db, id: string): Promise<ExecutionRow | undefined> {
+  const [row] = await db
+    .update(executions)
+    .set({ status: "running", startedAt: sql`now()` })
+    .where(and(eq(executions.id, id), executionGuard("running")))
+    .returning();
+  return row;
+}
+
+export type ExecutionResult =
+  | { status: "completed"; output: unknown }
+  | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean };
+
+/**
+ * running → completed | failed. Undefined if the execution was no longer
+ * running: a cancel got there first, and its status stands.
+ */
+export async function finishExecution(
+  db: Db,
+  id: string,
+  result: ExecutionResult,
+): Promise<ExecutionRow | undefined> {
+  const failed = result.status === "failed";
+  const [row] = await db
+    .update(executions)
+    .set({
+      status: result.status,
+      finishedAt: sql`now()`,
+      output: result.output ?? null,
+      partial: failed ? (result.partial ?? false) : false,
+      error: failed ? result.error : null,
+    })
+    .where(and(eq(executions.id, id), executionGuard(result.status)))
+    .returning();
+  return row;
+}
+
+/** pending → skipped, because a dependency did not complete. */
+export async function skipExecution(
+  db: Db,
+  id: string,
+  error: ErrorInfo,
+): Promise<ExecutionRow | undefined> {
+  const [row] = await db
+    .update(executions)
+    .set({ status: "skipped", finishedAt: sql`now()`, error })
+    .where(and(eq(executions.id, id), executionGuard("skipped")))
+    .returning();
+  return row;
+}
+
+/**
+ * Keeps the output a cancelled execution had received (`partial: true`).
+ * Only on a cancelled execution with no output yet: it never changes a status.
+ */
+export async function recordPartialOutput(db: Db, id: string, output: unknown): Promise<boolean> {
+  const rows = await db
+    .update(executions)
+    .set({ output, partial: true })
+    .where(and(eq(executions.id, id), eq(executions.status, "cancelled"), isNull(executions.output)))
+    .returning({ id: executions.id });
+  return rows.length === 1;
+}

@@ -1,0 +1,269 @@
+/**
+ * Every job status change. Each is one `UPDATE … WHERE status IN (allowed)
+ * RETURNING …` (the allowed lists come from statuses.ts), so a terminal
+ * status is never overwritten and of two racing transitions exactly one wins.
+ * Where a change touches executions or writes an audit event, they share
+ * its transaction: the trail never records a change that did not happen.
+ */
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import type { Db } from "./connection.js";
+import { appendEvent, appendEvents } from "./events.js";
+import { executionGuard } from "./executions.js";
+import { type JobWithExecutions, withExecutions } from "./jobs.js";
+import { type ErrorInfo, executions, type JobRow, jobs } from "./schema.js";
+import { type JobStatus, jobStatusesInto } from "./statuses.js";
+
+function jobGuard(to: JobStatus) {
+  return inArray(jobs.status, jobStatusesInto(to));
+}
+
+const msInterval = (ms: unknown) => sql`(${ms} * interval '1 millisecond')`;
+
+/**
+ * queued → running for up to `limit` of the oldest queued jobs, skipping
+ * those another claimer holds locked (`FOR UPDATE SKIP LOCKED`): two
+ * claimers never get the same job. Sets the instance, start, deadline
+ * (`timeout_ms` from now), lease and attempt; writes `claimed` events.
+ */
+export async function claimJobs(
+  db: Db,
+  claim: { instance: string; limit: number; leaseMs: number },
+): Promise<JobWithExecutions[]> {
+  if (claim.limit <= 0) return [];
+  const claimed = await db.transaction(async (tx) => {
+    const candidates = tx
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(eq(jobs.status, "queued"))
+      .orderBy(asc(jobs.createdAt), asc(jobs.id))
+      .limit(claim.limit)
+      .for("update", { skipLocked: true });
+    const rows = await tx
+      .update(jobs)
+      .set({
+        status: "running",
+        instance: claim.instance,
+        startedAt: sql`now()`,
+        deadlineAt: sql`now() + ${msInterval(jobs.timeoutMs)}`,
+        leaseExpiresAt: sql`now() + ${msInterval(claim.leaseMs)}`,
+        attempt: sql`${jobs.attempt} + 1`,
+      })
+      .where(and(inArray(jobs.id, candidates), jobGuard("running")))
+      .returning();
+    await appendEvents(
+      tx,
+      rows.map((r) => ({
+        jobId: r.id,
+        type: "claimed" as const,
+        actor: claim.instance,
+        data: { attempt: r.attempt },
+      })),
+    );
+    return rows;
+  });
+  claimed.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+  return withExecutions(db, claimed);
+}
+
+export type CancelOutcome =
+  | {
+      outcome: "cancelled";
+      previousStatus: JobStatus;
+      executionsCancelled: number;
+      job: JobRow;
+    }
+  | { outcome: "not_found" }
+  | { outcome: "not_cancellable"; status: JobStatus };
+
+/**
+ * queued | running → cancelled, with its pending and running executions.
+ * A queued job had no work to stop: it is marked stopped at once. A running
+ * one gets `stopped_at` when its runner reports every execution settled.
+ */
+export async function cancelJob(
+  db: Db,
+  jobId: string,
+  request: { actor: string; reason?: string | null },
+): Promise<CancelOutcome> {
+  return db.transaction(async (tx): Promise<CancelOutcome> => {
+    const [current] = await tx
+      .select({ status: jobs.status })
+      .from(jobs)
+      .where(eq(jobs.id, jobId))
+      .for("update");
+    if (current === undefined) return { outcome: "not_found" };
+    const [job] = await tx
+      .update(jobs)
+      .set({
+        status: "cancelled",
+        cancelledAt: sql`now()`,
+        cancelledBy: request.actor,
+        cancelReason: request.reason ?? null,
+        finishedAt: sql`now()`,
+        leaseExpiresAt: null,
+        stoppedAt: current.status === "queued" ? sql`now()` : null,
+      })
+      .where(and(eq(jobs.id, jobId), jobGuard("cancelled")))
+      .returning();
+    if (job === undefined) return { outcome: "not_cancellable", status: current.status };
+    const cancelled = await tx
+      .update(executions)
+      .set({
+        status: "cancelled",
+        finishedAt: sql`now()`,
+        error: { code: "cancelled", message: "the job was cancelled" },
+      })
+      .where(and(eq(executions.jobId, jobId), executionGuard("cancelled")))
+      .returning({ id: executions.id });
+    await appendEvent(tx, {
+      jobId,
+      type: "cancel_requested",
+      actor: request.actor,
+      data: {
+        reason: request.reason ?? null,
+        previous_status: current.status,
+        executions_cancelled: cancelled.length,
+      },
+    });
+    if (current.status === "queued") {
+      await appendEvent(tx, {
+        jobId,
+        type: "stopped",
+        actor: request.actor,
+        data: { cancel_to_stop_ms: 0 },
+      });
+    }
+    return {
+      outcome: "cancelled",
+      previousStatus: current.status,
+      executionsCancelled: cancelled.length,
+      job,
+    };
+  });
+}
+
+export type FinishOutcome =
+  | { ok: true; status: "completed" | "partial" | "failed" }
+  | { ok: false; reason: "not_found" | "executions_active" }
+  | { ok: false; reason: "not_running"; status: JobStatus };
+
+/**
+ * running → completed | partial | failed by SPEC.md section 2: completed if
+ * every execution completed, partial if some completed and some failed or
+ * were skipped, failed if none completed. Refused while an execution is
+ * still pending or running, and once the job left running (a cancel or a
+ * timeout won the race: its status stands).
+ */
+export async function finishJob(db: Db, jobId: string, actor: string): Promise<FinishOutcome> {
+  return db.transaction(async (tx): Promise<FinishOutcome> => {
+    const [current] = await tx
+      .select({ status: jobs.status })
+      .from(jobs)
+      .where(eq(jobs.id, jobId))
+      .for("update");
+    if (current === undefined) return { ok: false, reason: "not_found" };
+    if (current.status !== "running") {
+      return { ok: false, reason: "not_running", status: current.status };
+    }
+    const states = await tx
+      .select({ status: executions.status })
+      .from(executions)
+      .where(eq(executions.jobId, jobId));
+    if (states.some((s) => s.status === "pending" || s.status === "running")) {
+      return { ok: false, reason: "executions_active" };
+    }
+    const completed = states.filter((s) => s.status === "completed").length;
+    const status = completed === states.length ? "completed" : completed > 0 ? "partial" : "failed";
+    const error: ErrorInfo | null =
+      status === "failed"
+        ? { code: "executions_failed", message: "no execution of the job completed" }
+        : null;
+    const [row] = await tx
+      .update(jobs)
+      .set({ status, finishedAt: sql`now()`, leaseExpiresAt: null, error })
+      .where(and(eq(jobs.id, jobId), jobGuard(status)))
+      .returning({ status: jobs.status });
+    if (row === undefined) return { ok: false, reason: "not_running", status: current.status };
+    await appendEvent(tx, {
+      jobId,
+      type: "finished",
+      actor,
+      data: { status, completed, executions: states.length },
+    });
+    return { ok: true, status };
+  });
+}
+
+/**
+ * running → timed_out: the job's deadline passed. Its pending and running
+ * executions become cancelled with error `timed_out` (output already received
+ * is kept by the runner as partial).
+ */
+export async function timeOutJob(db: Db, jobId: string, actor: string): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(jobs)
+      .set({
+        status: "timed_out",
+        finishedAt: sql`now()`,
+        leaseExpiresAt: null,
+        error: { code: "timed_out", message: "the job's deadline passed" },
+      })
+      .where(and(eq(jobs.id, jobId), jobGuard("timed_out")))
+      .returning({ id: jobs.id });
+    if (row === undefined) return false;
+    const stopped = await tx
+      .update(executions)
+      .set({
+        status: "cancelled",
+        finishedAt: sql`now()`,
+        error: { code: "timed_out", message: "the job's deadline passed" },
+      })
+      .where(and(eq(executions.jobId, jobId), executionGuard("cancelled")))
+      .returning({ id: executions.id });
+    await appendEvent(tx, {
+      jobId,
+      type: "timed_out",
+      actor,
+      data: { executions_stopped: stopped.length },
+    });
+    return true;
+  });
+}
+
+/**
+ * running → queued: the job's runner died or shut down before it finished.
+ * Only the holder (`instance`) can requeue; its running executions go back
+ * to pending, their partial results dropped, to run again from the start.
+ */
+export async function requeueJob(
+  db: Db,
+  jobId: string,
+  requeue: { instance: string; cause: string },
+): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(jobs)
+      .set({
+        status: "queued",
+        instance: null,
+        startedAt: null,
+        deadlineAt: null,
+        leaseExpiresAt: null,
+      })
+      .where(and(eq(jobs.id, jobId), eq(jobs.instance, requeue.instance), jobGuard("queued")))
+      .returning({ attempt: jobs.attempt });
+    if (row === undefined) return false;
+    await tx
+      .update(executions)
+      .set({ status: "pending", startedAt: null, output: null, partial: false, error: null })
+      .where(and(eq(executions.jobId, jobId), executionGuard("pending")));
+    await appendEvent(tx, {
+      jobId,
+      type: "requeued",
+      actor: requeue.instance,
+      data: { cause: requeue.cause, attempt: row.attempt },
+    });
+    return true;
+  });
+}

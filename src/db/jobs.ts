@@ -1,0 +1,165 @@
+import { randomUUID } from "node:crypto";
+import { and, desc, eq, type SQL, sql } from "drizzle-orm";
+import type { Db } from "./connection.js";
+import { appendEvent } from "./events.js";
+import { listExecutions } from "./executions.js";
+import { IdempotencyConflictError, insertIdempotencyKey, loadIdempotentJobId } from "./idempotency.js";
+import { type ExecutionRow, executions, type JobRow, jobs } from "./schema.js";
+import type { JobStatus } from "./statuses.js";
+
+export type JobWithExecutions = JobRow & { executions: ExecutionRow[] };
+
+export interface NewExecution {
+  key: string;
+  provider: string;
+  model: string;
+  input: unknown;
+  dependsOn?: string[];
+  timeoutMs?: number | null;
+  retries?: number;
+}
+
+export interface NewJob {
+  owner: string;
+  timeoutMs: number;
+  maxParallel: number;
+  metadata?: Record<string, unknown>;
+  executions: NewExecution[];
+}
+
+export interface Idempotency {
+  principal: string;
+  key: string;
+  /** A hash of the request body: the same key with another body is a conflict. */
+  requestHash: string;
+}
+
+/** Thrown inside the transaction to roll it back when the key was taken meanwhile. */
+class KeyTaken extends Error {}
+
+/**
+ * Inserts a queued job, its executions, its `submitted` event and its
+ * idempotency key in one transaction. With a key already used by the same
+ * principal, returns that job (`created: false`) and inserts nothing; with the
+ * same key but another body, throws `IdempotencyConflictError`.
+ */
+export async function insertJob(
+  db: Db,
+  job: NewJob,
+  options: { actor?: string; idempotency?: Idempotency } = {},
+): Promise<{ job: JobWithExecutions; created: boolean }> {
+  const idem = options.idempotency;
+  if (idem !== undefined) {
+    const existing = await findIdempotent(db, idem);
+    if (existing !== undefined) return { job: existing, created: false };
+  }
+  const id = randomUUID();
+  try {
+    await db.transaction(async (tx) => {
+      await tx.insert(jobs).values({
+        id,
+        owner: job.owner,
+        timeoutMs: job.timeoutMs,
+        maxParallel: job.maxParallel,
+        metadata: job.metadata ?? {},
+      });
+      await tx.insert(executions).values(
+        job.executions.map((e, position) => ({
+          id: randomUUID(),
+          jobId: id,
+          position,
+          key: e.key,
+          provider: e.provider,
+          model: e.model,
+          input: e.input,
+          dependsOn: e.dependsOn ?? [],
+          timeoutMs: e.timeoutMs ?? null,
+          retries: e.retries ?? 0,
+        })),
+      );
+      await appendEvent(tx, {
+        jobId: id,
+        type: "submitted",
+        actor: options.actor ?? job.owner,
+        data: { executions: job.executions.length },
+      });
+      // Last, so a concurrent submit with the same key waits on it and then
+      // finds it taken; ours rolls back whole.
+      if (idem !== undefined && !(await insertIdempotencyKey(tx, idem, id))) throw new KeyTaken();
+    });
+  } catch (err) {
+    if (!(err instanceof KeyTaken) || idem === undefined) throw err;
+    const existing = await findIdempotent(db, idem);
+    if (existing === undefined) throw err;
+    return { job: existing, created: false };
+  }
+  const created = await getJob(db, id);
+  if (created === undefined) throw new Error(`job ${id} vanished after insert`);
+  return { job: created, created: true };
+}
+
+async function findIdempotent(db: Db, idem: Idempotency): Promise<JobWithExecutions | undefined> {
+  const found = await loadIdempotentJobId(db, idem.principal, idem.key);
+  if (found === undefined) return undefined;
+  if (found.requestHash !== idem.requestHash) throw new IdempotencyConflictError(idem.key);
+  return getJob(db, found.jobId);
+}
+
+export async function getJob(db: Db, id: string): Promise<JobWithExecutions | undefined> {
+  const [row] = await db.select().from(jobs).where(eq(jobs.id, id));
+  if (row === undefined) return undefined;
+  return { ...row, executions: await listExecutions(db, [id]) };
+}
+
+/** Attaches each job's executions (one query for all). */
+export async function withExecutions(db: Db, rows: JobRow[]): Promise<JobWithExecutions[]> {
+  const all = await listExecutions(
+    db,
+    rows.map((r) => r.id),
+  );
+  const byJob = new Map<string, ExecutionRow[]>();
+  for (const e of all) {
+    const list = byJob.get(e.jobId);
+    if (list === undefined) byJob.set(e.jobId, [e]);
+    else list.push(e);
+  }
+  return rows.map((r) => ({ ...r, executions: byJob.get(r.id) ?? [] }));
+}
+
+export interface JobCursor {
+  createdAt: Date;
+  id: string;
+}
+
+export interface ListJobsQuery {
+  /** Only this owner's jobs; undefined lists every job (admins). */
+  owner?: string;
+  status?: JobStatus;
+  limit: number;
+  /** The last job of the previous page. */
+  after?: JobCursor;
+}
+
+/** Newest first; `nextCursor` is set when another page may follow. */
+export async function listJobs(
+  db: Db,
+  query: ListJobsQuery,
+): Promise<{ jobs: JobWithExecutions[]; nextCursor: JobCursor | null }> {
+  const conditions: SQL[] = [];
+  if (query.owner !== undefined) conditions.push(eq(jobs.owner, query.owner));
+  if (query.status !== undefined) conditions.push(eq(jobs.status, query.status));
+  if (query.after !== undefined) {
+    conditions.push(sql`(${jobs.createdAt}, ${jobs.id}) < (${query.after.createdAt}, ${query.after.id})`);
+  }
+  const rows = await db
+    .select()
+    .from(jobs)
+    .where(and(...conditions))
+    .orderBy(desc(jobs.createdAt), desc(jobs.id))
+    .limit(query.limit + 1);
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  const nextCursor =
+    rows.length > query.limit && last !== undefined ? { createdAt: last.createdAt, id: last.id } : null;
+  return { jobs: await withExecutions(db, page), nextCursor };
+}
