@@ -1,11 +1,20 @@
 import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
-import { type ErrorInfo, type ExecutionRow, executions } from "./schema.js";
+import { type ErrorInfo, type ExecutionRow, executions, jobs } from "./schema.js";
 import { type ExecutionStatus, executionStatusesInto } from "./statuses.js";
 
 /** The guard of every update that moves an execution to `to`. */
 export function executionGuard(to: ExecutionStatus) {
   return inArray(executions.status, executionStatusesInto(to));
+}
+
+/**
+ * True while the execution's job is running and held by `instance`. Guards
+ * every write a runner makes, so a runner that lost its lease (its job
+ * requeued and claimed elsewhere) can no longer change the job's executions.
+ */
+function heldBy(instance: string) {
+  return sql`exists (select 1 from ${jobs} where ${jobs.id} = ${executions.jobId} and ${jobs.status} = 'running' and ${jobs.instance} = ${instance})`;
 }
 
 export function listExecutions(db: Db, jobIds: string[]): Promise<ExecutionRow[]> {
@@ -17,12 +26,19 @@ export function listExecutions(db: Db, jobIds: string[]): Promise<ExecutionRow[]
     .orderBy(asc(executions.jobId), asc(executions.position));
 }
 
-/** pending → running. Undefined if the execution was not pending (cancelled, say). */
-export async function startExecution(db: Db, id: string): Promise<ExecutionRow | undefined> {
+/**
+ * pending → running. Undefined if the execution was not pending (cancelled,
+ * say) or its job is no longer running on `instance`.
+ */
+export async function startExecution(
+  db: Db,
+  id: string,
+  instance: string,
+): Promise<ExecutionRow | undefined> {
   const [row] = await db
     .update(executions)
     .set({ status: "running", startedAt: sql`now()` })
-    .where(and(eq(executions.id, id), executionGuard("running")))
+    .where(and(eq(executions.id, id), executionGuard("running"), heldBy(instance)))
     .returning();
   return row;
 }
@@ -33,11 +49,13 @@ export type ExecutionResult =
 
 /**
  * running → completed | failed. Undefined if the execution was no longer
- * running: a cancel got there first, and its status stands.
+ * running (a cancel got there first, and its status stands) or its job is no
+ * longer running on `instance`.
  */
 export async function finishExecution(
   db: Db,
   id: string,
+  instance: string,
   result: ExecutionResult,
 ): Promise<ExecutionRow | undefined> {
   const failed = result.status === "failed";
@@ -50,7 +68,7 @@ export async function finishExecution(
       partial: failed ? (result.partial ?? false) : false,
       error: failed ? result.error : null,
     })
-    .where(and(eq(executions.id, id), executionGuard(result.status)))
+    .where(and(eq(executions.id, id), executionGuard(result.status), heldBy(instance)))
     .returning();
   return row;
 }
@@ -59,12 +77,13 @@ export async function finishExecution(
 export async function skipExecution(
   db: Db,
   id: string,
+  instance: string,
   error: ErrorInfo,
 ): Promise<ExecutionRow | undefined> {
   const [row] = await db
     .update(executions)
     .set({ status: "skipped", finishedAt: sql`now()`, error })
-    .where(and(eq(executions.id, id), executionGuard("skipped")))
+    .where(and(eq(executions.id, id), executionGuard("skipped"), heldBy(instance)))
     .returning();
   return row;
 }

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Database } from "../../src/db/connection.js";
+import { listEvents } from "../../src/db/events.js";
+import { finishExecution, startExecution } from "../../src/db/executions.js";
+import {
+  type CancelOutcome,
+  cancelJob,
+  claimJobs,
+  type FinishOutcome,
+  finishJob,
+  timeOutJob,
+} from "../../src/db/job-transitions.js";
+import { insertJob } from "../../src/db/jobs.js";
+import { TERMINAL_JOB_STATUSES } from "../../src/db/statuses.js";
+import { createTestDatabase, DRIVERS, type TestDatabase } from "../helpers/databases.js";
+import { claimOnly, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
+
+const ROUNDS = 60;
+
+describe.each(DRIVERS)("races on %s", (driver) => {
+  let t: TestDatabase;
+  /** Two sides of a race: separate connection pools on a server, the one PGlite otherwise. */
+  let left: Database;
+  let right: Database;
+  beforeAll(async () => {
+    t = await createTestDatabase(driver);
+    left = t.database;
+    right = driver === "postgres" ? await t.openAnother() : t.database;
+  });
+  afterAll(() => t?.drop());
+
+  async function runningJob() {
+    const job = await submit(left.db);
+    await claimOnly(left.db, job.id);
+    const exec = job.executions[0];
+    if (exec === undefined) throw new Error("no execution");
+    expect(await startExecution(left.db, exec.id, INSTANCE)).toBeDefined();
+    return { job, exec };
+  }
+
+  it(`cancel racing completion ends in exactly one terminal state, ${ROUNDS} times in both orders`, async () => {
+    const tally = { cancelled: 0, completed: 0 };
+    for (let round = 0; round < ROUNDS; round++) {
+      const { job, exec } = await runningJob();
+      const cancel = () => cancelJob(right.db, job.id, { actor: "user", reason: "race" });
+      const finishExec = () =>
+        finishExecution(left.db, exec.id, INSTANCE, { status: "completed", output: "x" });
+      const finish = () => finishJob(left.db, job.id, INSTANCE);
+      const complete = async () => {
+        await finishExec();
+        return finish();
+      };
+      // Four schedules: each side issued first, meeting at the execution's
+      // update or at the job's.
+      let cancelled: CancelOutcome;
+      let finished: FinishOutcome;
+      switch (round % 4) {
+        case 0:
+          [cancelled, finished] = await Promise.all([cancel(), complete()]);
+          break;
+        case 1:
+          [finished, cancelled] = await Promise.all([complete(), cancel()]);
+          break;
+        case 2:
+          await finishExec();
+          [cancelled, finished] = await Promise.all([cancel(), finish()]);
+          break;
+        default:
+          await finishExec();
+          [finished, cancelled] = await Promise.all([finish(), cancel()]);
+      }
+
+      const after = await reload(left.db, job.id);
+      const events = (await listEvents(left.db, job.id)).map((e) => e.type);
+      const terminalEvents = events.filter((e) => e === "cancel_requested" || e === "finished");
+      expect(terminalEvents).toHaveLength(1);
+      expect([cancelled.outcome === "cancelled", finished.ok]).toContain(true);
+      expect(cancelled.outcome === "cancelled").not.toBe(finished.ok);
+      if (finished.ok) {
+        expect(after.status).toBe("completed");
+        expect(cancelled).toEqual({ outcome: "not_cancellable", status: "completed" });
+        tally.completed++;
+      } else {
+        expect(after.status).toBe("cancelled");
+        expect(finished).toEqual({ ok: false, reason: "not_running", status: "cancelled" });
+        tally.cancelled++;
+      }
+      expect(TERMINAL_JOB_STATUSES).toContain(after.status);
+      expect(after.executions.map((e) => e.status)).toEqual([
+        finished.ok ? "completed" : after.executions[0]?.status,
+      ]);
+      expect(["completed", "cancelled"]).toContain(after.executions[0]?.status);
+    }
+    expect(tally.cancelled + tally.completed).toBe(ROUNDS);
+    // Both outcomes happen: the schedules really race.
+    expect(tally.cancelled).toBeGreaterThan(0);
+    expect(tally.completed).toBeGreaterThan(0);
+    console.log(`${driver}: cancel won ${tally.cancelled}, completion won ${tally.completed}`);
+  });
+
+  it("cancel racing the deadline ends in exactly one of cancelled or timed_out", async () => {
+    for (let round = 0; round < ROUNDS / 2; round++) {
+      const { job } = await runningJob();
+      const cancel = cancelJob(right.db, job.id, { actor: "user" });
+      const timeout = timeOutJob(left.db, job.id, INSTANCE);
+      const [c, timedOut] = await Promise.all([cancel, timeout]);
+      expect(c.outcome === "cancelled").not.toBe(timedOut);
+      const after = await reload(left.db, job.id);
+      expect(after.status).toBe(timedOut ? "timed_out" : "cancelled");
+      expect(after.executions.map((e) => e.status)).toEqual(["cancelled"]);
+    }
+  });
+
+  it("concurrent claimers never get the same job, and together claim every job", async () => {
+    const total = 120;
+    const submitted = new Set<string>();
+    for (let i = 0; i < total; i++) submitted.add((await insertJob(left.db, newJob())).job.id);
+    const pools: Database[] =
+      driver === "postgres"
+        ? [left, right, await t.openAnother(), await t.openAnother()]
+        : [left, left, left, left];
+    const claimedBy = new Map<string, number>();
+    const duplicates: string[] = [];
+    await Promise.all(
+      pools.map(async (pool, claimer) => {
+        for (let loops = 0; loops < total; loops++) {
+          const batch = await claimJobs(pool.db, {
+            instance: `claimer-${claimer}`,
+            limit: 7,
+            leaseMs: 30_000,
+          });
+          if (batch.length === 0) return;
+          for (const job of batch) {
+            if (claimedBy.has(job.id)) duplicates.push(job.id);
+            claimedBy.set(job.id, claimer);
+            expect(job.instance).toBe(`claimer-${claimer}`);
+            expect(job.executions).toHaveLength(1);
+          }
+        }
+      }),
+    );
+    expect(duplicates).toEqual([]);
+    expect(new Set(claimedBy.keys())).toEqual(submitted);
+    if (driver === "postgres") {
+      // With real connections the work is shared out, not taken by one claimer.
+      expect(new Set(claimedBy.values()).size).toBeGreaterThan(1);
+    }
+  });
+});
