@@ -26,7 +26,12 @@ export interface NewJobEvent {
 export async function appendEvents(db: Db, events: NewJobEvent[]): Promise<void> {
   if (events.length === 0) return;
   await db.insert(jobEvents).values(
-    events.map((e) => ({ jobId: e.jobId, type: e.type, actor: e.actor ?? null, data: e.data ?? {} })),
+    events.map((e) => ({
+      jobId: e.jobId,
+      type: e.type,
+      actor: e.actor ?? null,
+      data: e.data ?? {},
+    })),
   );
 }
 

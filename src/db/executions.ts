@@ -96,7 +96,9 @@ export async function recordPartialOutput(db: Db, id: string, output: unknown): 
   const rows = await db
     .update(executions)
     .set({ output, partial: true })
-    .where(and(eq(executions.id, id), eq(executions.status, "cancelled"), isNull(executions.output)))
+    .where(
+      and(eq(executions.id, id), eq(executions.status, "cancelled"), isNull(executions.output)),
+    )
     .returning({ id: executions.id });
   return rows.length === 1;
 }

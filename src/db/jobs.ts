@@ -3,7 +3,11 @@ import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { listExecutions } from "./executions.js";
-import { IdempotencyConflictError, insertIdempotencyKey, loadIdempotentJobId } from "./idempotency.js";
+import {
+  IdempotencyConflictError,
+  insertIdempotencyKey,
+  loadIdempotentJobId,
+} from "./idempotency.js";
 import { type ExecutionRow, executions, type JobRow, jobs } from "./schema.js";
 import type { JobStatus } from "./statuses.js";
 
@@ -149,7 +153,11 @@ export async function listJobs(
   if (query.owner !== undefined) conditions.push(eq(jobs.owner, query.owner));
   if (query.status !== undefined) conditions.push(eq(jobs.status, query.status));
   if (query.after !== undefined) {
-    conditions.push(sql`(${jobs.createdAt}, ${jobs.id}) < (${query.after.createdAt}, ${query.after.id})`);
+    // An ISO string with a cast: a Date bound in raw SQL is not serialised alike by both drivers.
+    const createdAt = query.after.createdAt.toISOString();
+    conditions.push(
+      sql`(${jobs.createdAt}, ${jobs.id}) < (${createdAt}::timestamptz, ${query.after.id}::uuid)`,
+    );
   }
   const rows = await db
     .select()
@@ -160,6 +168,8 @@ export async function listJobs(
   const page = rows.slice(0, query.limit);
   const last = page.at(-1);
   const nextCursor =
-    rows.length > query.limit && last !== undefined ? { createdAt: last.createdAt, id: last.id } : null;
+    rows.length > query.limit && last !== undefined
+      ? { createdAt: last.createdAt, id: last.id }
+      : null;
   return { jobs: await withExecutions(db, page), nextCursor };
 }

@@ -4,7 +4,10 @@ import type { Db } from "./connection.js";
 import { authNonces } from "./schema.js";
 
 /** Issues a SIWE nonce (EIP-4361: alphanumeric, at least 8 characters) valid for `ttlMs`. */
-export async function createNonce(db: Db, ttlMs: number): Promise<{ nonce: string; expiresAt: Date }> {
+export async function createNonce(
+  db: Db,
+  ttlMs: number,
+): Promise<{ nonce: string; expiresAt: Date }> {
   const nonce = randomBytes(16).toString("hex");
   const [row] = await db
     .insert(authNonces)

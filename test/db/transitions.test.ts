@@ -47,9 +47,7 @@ async function attemptJobTransition(db: Db, job: JobWithExecutions, to: JobStatu
           db,
           execution.id,
           INSTANCE,
-          status === "completed"
-            ? { status, output: { text: "ok" } }
-            : { status, error: failure },
+          status === "completed" ? { status, output: { text: "ok" } } : { status, error: failure },
         );
       }
       return finishJob(db, job.id, INSTANCE);
