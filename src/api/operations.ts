@@ -1,0 +1,50 @@
+import { Hono } from "hono";
+import type { Database } from "../db/connection.js";
+
+export interface OperationsDeps {
+  database: Database;
+  instance: string;
+  role: string;
+  runningJobs: () => number;
+  isDraining: () => boolean;
+  /** How long /healthz waits for the database before calling it down. */
+  dbTimeoutMs?: number;
+}
+
+/** `GET /healthz`: 200 when serving; 503 while draining or when the database does not answer. */
+export function operationsRoutes(deps: OperationsDeps): Hono {
+  const app = new Hono();
+  app.get("/healthz", async (c) => {
+    const db = await probe(deps.database, deps.dbTimeoutMs ?? 2_000);
+    const draining = deps.isDraining();
+    const body = {
+      status: draining ? "draining" : db === "ok" ? "ok" : "unavailable",
+      db,
+      instance: deps.instance,
+      role: deps.role,
+      running_jobs: deps.runningJobs(),
+    };
+    if (body.status === "ok") return c.json(body, 200);
+    const message = draining ? "instance is draining" : "database is unreachable";
+    return c.json({ ...body, error: { code: "unavailable", message } }, 503);
+  });
+  return app;
+}
+
+async function probe(database: Database, timeoutMs: number): Promise<"ok" | "error"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"error">((resolve) => {
+    timer = setTimeout(() => resolve("error"), timeoutMs);
+  });
+  try {
+    return await Promise.race([
+      database.ping().then(
+        () => "ok" as const,
+        () => "error" as const,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
