@@ -89,6 +89,24 @@ export async function skipExecution(
 }
 
 /**
+ * pending | running → cancelled for every active execution of a job, as part
+ * of the job's own cancel or timeout (call it in that transition's
+ * transaction). Returns how many it stopped.
+ */
+export async function cancelActiveExecutions(
+  db: Db,
+  jobId: string,
+  error: ErrorInfo,
+): Promise<number> {
+  const rows = await db
+    .update(executions)
+    .set({ status: "cancelled", finishedAt: sql`now()`, error })
+    .where(and(eq(executions.jobId, jobId), executionGuard("cancelled")))
+    .returning({ id: executions.id });
+  return rows.length;
+}
+
+/**
  * Keeps the output a cancelled execution had received (`partial: true`).
  * Only on a cancelled execution with no output yet: it never changes a status.
  */

@@ -8,7 +8,7 @@
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
-import { executionGuard } from "./executions.js";
+import { cancelActiveExecutions, executionGuard } from "./executions.js";
 import { type JobWithExecutions, withExecutions } from "./jobs.js";
 import { type ErrorInfo, executions, type JobRow, jobs } from "./schema.js";
 import { type JobStatus, jobStatusesInto } from "./statuses.js";
@@ -106,15 +106,10 @@ export async function cancelJob(
       .where(and(eq(jobs.id, jobId), jobGuard("cancelled")))
       .returning();
     if (job === undefined) return { outcome: "not_cancellable", status: current.status };
-    const cancelled = await tx
-      .update(executions)
-      .set({
-        status: "cancelled",
-        finishedAt: sql`now()`,
-        error: { code: "cancelled", message: "the job was cancelled" },
-      })
-      .where(and(eq(executions.jobId, jobId), executionGuard("cancelled")))
-      .returning({ id: executions.id });
+    const cancelled = await cancelActiveExecutions(tx, jobId, {
+      code: "cancelled",
+      message: "the job was cancelled",
+    });
     await appendEvent(tx, {
       jobId,
       type: "cancel_requested",
@@ -122,7 +117,7 @@ export async function cancelJob(
       data: {
         reason: request.reason ?? null,
         previous_status: current.status,
-        executions_cancelled: cancelled.length,
+        executions_cancelled: cancelled,
       },
     });
     if (current.status === "queued") {
@@ -136,7 +131,7 @@ export async function cancelJob(
     return {
       outcome: "cancelled",
       previousStatus: current.status,
-      executionsCancelled: cancelled.length,
+      executionsCancelled: cancelled,
       job,
     };
   });
@@ -199,6 +194,8 @@ export async function finishJob(db: Db, jobId: string, actor: string): Promise<F
  * executions become cancelled with error `timed_out` (output already received
  * is kept by the runner as partial).
  */
+const timedOut: ErrorInfo = { code: "timed_out", message: "the job's deadline passed" };
+
 export async function timeOutJob(db: Db, jobId: string, actor: string): Promise<boolean> {
   return db.transaction(async (tx) => {
     const [row] = await tx
@@ -207,25 +204,17 @@ export async function timeOutJob(db: Db, jobId: string, actor: string): Promise<
         status: "timed_out",
         finishedAt: sql`now()`,
         leaseExpiresAt: null,
-        error: { code: "timed_out", message: "the job's deadline passed" },
+        error: timedOut,
       })
       .where(and(eq(jobs.id, jobId), jobGuard("timed_out")))
       .returning({ id: jobs.id });
     if (row === undefined) return false;
-    const stopped = await tx
-      .update(executions)
-      .set({
-        status: "cancelled",
-        finishedAt: sql`now()`,
-        error: { code: "timed_out", message: "the job's deadline passed" },
-      })
-      .where(and(eq(executions.jobId, jobId), executionGuard("cancelled")))
-      .returning({ id: executions.id });
+    const stopped = await cancelActiveExecutions(tx, jobId, timedOut);
     await appendEvent(tx, {
       jobId,
       type: "timed_out",
       actor,
-      data: { executions_stopped: stopped.length },
+      data: { executions_stopped: stopped },
     });
     return true;
   });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { finishExecution, startExecution } from "../../src/db/executions.js";
@@ -12,7 +12,7 @@ import {
 } from "../../src/db/job-transitions.js";
 import { insertJob } from "../../src/db/jobs.js";
 import { TERMINAL_JOB_STATUSES } from "../../src/db/statuses.js";
-import { createTestDatabase, DRIVERS, type TestDatabase } from "../helpers/databases.js";
+import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
 
 const ROUNDS = 60;
@@ -22,12 +22,13 @@ describe.each(DRIVERS)("races on %s", (driver) => {
   /** Two sides of a race: separate connection pools on a server, the one PGlite otherwise. */
   let left: Database;
   let right: Database;
+  useTestDatabase(driver, (fresh) => {
+    t = fresh;
+    left = fresh.database;
+  });
   beforeAll(async () => {
-    t = await createTestDatabase(driver);
-    left = t.database;
     right = driver === "postgres" ? await t.openAnother() : t.database;
   });
-  afterAll(() => t?.drop());
 
   async function runningJob() {
     const job = await submit(left.db);

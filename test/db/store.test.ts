@@ -1,5 +1,5 @@
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import {
@@ -14,7 +14,7 @@ import { getJob, insertJob, listJobs } from "../../src/db/jobs.js";
 import { consumeNonce, createNonce, purgeExpiredNonces } from "../../src/db/nonces.js";
 import { executions, idempotencyKeys, jobEvents, jobs } from "../../src/db/schema.js";
 import type { ExecutionStatus, JobStatus } from "../../src/db/statuses.js";
-import { createTestDatabase, DRIVERS, type TestDatabase } from "../helpers/databases.js";
+import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, deleteJob, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
 
 /** The SQLSTATE of a failed query, whichever driver raised it (drizzle wraps it). */
@@ -31,11 +31,10 @@ async function sqlState(query: Promise<unknown>): Promise<string | undefined> {
 describe.each(DRIVERS)("job store on %s", (driver) => {
   let t: TestDatabase;
   let db: Db;
-  beforeAll(async () => {
-    t = await createTestDatabase(driver);
-    db = t.database.db;
+  useTestDatabase(driver, (fresh) => {
+    t = fresh;
+    db = fresh.database.db;
   });
-  afterAll(() => t?.drop());
 
   describe("insertJob", () => {
     it("inserts a queued job with its executions in order and a submitted event", async () => {

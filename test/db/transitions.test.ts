@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { finishExecution, skipExecution, startExecution } from "../../src/db/executions.js";
 import {
@@ -17,7 +17,7 @@ import {
   JOB_TRANSITIONS,
   type JobStatus,
 } from "../../src/db/statuses.js";
-import { createTestDatabase, DRIVERS, type TestDatabase } from "../helpers/databases.js";
+import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, deleteJob, INSTANCE, jobIn, reload, submit } from "../helpers/jobs.js";
 
 const failure = { code: "provider_error", message: "boom" };
@@ -102,13 +102,10 @@ async function attemptExecutionTransition(
 }
 
 describe.each(DRIVERS)("status transitions on %s", (driver) => {
-  let t: TestDatabase;
   let db: Db;
-  beforeAll(async () => {
-    t = await createTestDatabase(driver);
-    db = t.database.db;
+  useTestDatabase(driver, (fresh) => {
+    db = fresh.database.db;
   });
-  afterAll(() => t?.drop());
 
   const jobCases = JOB_STATUSES.flatMap((from) => JOB_STATUSES.map((to) => [from, to] as const));
   it.each(jobCases)("job %s → %s is allowed only if the table says so", async (from, to) => {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
+import { afterAll, beforeAll } from "vitest";
 import {
   type Database,
   type DriverName,
@@ -56,4 +57,17 @@ export async function createTestDatabase(driver: DriverName): Promise<TestDataba
       await admin.end();
     },
   };
+}
+
+/**
+ * A fresh database for the enclosing `describe` block, handed to `onReady`
+ * before its tests run and dropped after them.
+ */
+export function useTestDatabase(driver: DriverName, onReady: (t: TestDatabase) => void): void {
+  let t: TestDatabase | undefined;
+  beforeAll(async () => {
+    t = await createTestDatabase(driver);
+    onReady(t);
+  });
+  afterAll(() => t?.drop());
 }
