@@ -264,6 +264,9 @@ export function withCancelCause(parent: Context): [Context, CancelCauseFunc] {
  * clears the timer.
  */
 export function withDeadline(parent: Context, deadline: Date): [Context, CancelFunc] {
+  if (!(deadline instanceof Date) || Number.isNaN(deadline.getTime())) {
+    throw new TypeError(`withDeadline: deadline must be a valid Date, got ${String(deadline)}`);
+  }
   const parentDeadline = parent.deadline;
   if (parentDeadline !== undefined && parentDeadline.getTime() <= deadline.getTime()) {
     return withCancel(parent);
@@ -273,8 +276,11 @@ export function withDeadline(parent: Context, deadline: Date): [Context, CancelF
   return [ctx, () => ctx.cancel(true, Canceled, Canceled)];
 }
 
-/** `withDeadline(parent, now + ms)`. */
+/** `withDeadline(parent, now + ms)`; `ms` must be a finite number (≤ 0 is already expired). */
 export function withTimeout(parent: Context, ms: number): [Context, CancelFunc] {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) {
+    throw new TypeError(`withTimeout: ms must be a finite number, got ${String(ms)}`);
+  }
   return withDeadline(parent, new Date(Date.now() + ms));
 }
 

@@ -146,6 +146,12 @@ describe("deadlines", () => {
     cancelRoot();
   });
 
+  it("an invalid deadline or timeout is refused with a TypeError, not treated as expired", () => {
+    expect(() => withDeadline(background(), new Date(Number.NaN))).toThrow(TypeError);
+    expect(() => withTimeout(background(), Number.NaN)).toThrow(/finite number, got NaN/);
+    expect(() => withTimeout(background(), Number.POSITIVE_INFINITY)).toThrow(TypeError);
+  });
+
   it("a deadline already in the past cancels at once", () => {
     const [ctx] = withDeadline(background(), new Date(Date.now() - 1));
     expect(ctx.err).toBe(DeadlineExceeded);
