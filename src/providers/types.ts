@@ -1,0 +1,31 @@
+import type { Context } from "../context/context.js";
+import type { ProviderConfig } from "./config.js";
+
+/** What one attempt of one execution gets from the runner. */
+export interface ExecutionCall {
+  /** Aborted on cancel, timeout, stall or shutdown: every request, read, sleep and process takes `ctx.signal`. */
+  ctx: Context;
+  executionId: string;
+  model: string;
+  input: unknown;
+  /** Output received so far (kept as the partial output if the execution is stopped). */
+  progress(partial: unknown): void;
+  /** Bytes arrived: resets the stall watchdog. */
+  activity(): void;
+  /** The provider's own id for the work (an async queue's job id). */
+  remoteId(id: string): void;
+  /** Something worth an audit event (a remote cancel was sent, say). */
+  note(type: string, data: Record<string, unknown>): void;
+}
+
+/**
+ * One configured provider. `attempt` makes one try and resolves with the
+ * execution's output; it must not settle before every socket it opened is
+ * closed or returned to the pool and every process it started is gone,
+ * whether it succeeds, fails or is aborted.
+ */
+export interface Provider {
+  readonly name: string;
+  readonly config: ProviderConfig;
+  attempt(call: ExecutionCall): Promise<unknown>;
+}
