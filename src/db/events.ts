@@ -13,7 +13,9 @@ export type JobEventType =
   | "stopped"
   | "requeued"
   | "timed_out"
-  | "finished";
+  | "finished"
+  | "retry_scheduled"
+  | "remote_cancel_sent";
 
 export interface NewJobEvent {
   jobId: string;

@@ -120,3 +120,16 @@ export async function recordPartialOutput(db: Db, id: string, output: unknown): 
     .returning({ id: executions.id });
   return rows.length === 1;
 }
+
+/** Records the provider's own id for the work (a remote queue's job id), while the job is held here. */
+export async function setRemoteId(
+  db: Db,
+  id: string,
+  instance: string,
+  remoteId: string,
+): Promise<void> {
+  await db
+    .update(executions)
+    .set({ remoteId })
+    .where(and(eq(executions.id, id), heldBy(instance)));
+}

@@ -5,7 +5,7 @@
  * Where a change touches executions or writes an audit event, they share
  * its transaction: the trail never records a change that did not happen.
  */
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
 import { cancelActiveExecutions, executionGuard } from "./executions.js";
@@ -255,4 +255,75 @@ export async function requeueJob(
     });
     return true;
   });
+}
+
+/**
+ * The stop acknowledgement of a cancelled job: every execution has settled
+ * (sockets closed, processes gone). Sets `stopped_at` once and records the
+ * `stopped` event with `cancel_to_stop_ms`, both on the database clock.
+ * Undefined if the job is not cancelled or was already marked stopped.
+ */
+export async function markStopped(
+  db: Db,
+  jobId: string,
+  actor: string,
+): Promise<{ stoppedAt: Date; cancelToStopMs: number } | undefined> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(jobs)
+      .set({ stoppedAt: sql`now()` })
+      .where(and(eq(jobs.id, jobId), eq(jobs.status, "cancelled"), isNull(jobs.stoppedAt)))
+      .returning({ stoppedAt: jobs.stoppedAt, cancelledAt: jobs.cancelledAt });
+    if (row?.stoppedAt == null) return undefined;
+    const cancelToStopMs = Math.max(
+      0,
+      row.stoppedAt.getTime() - (row.cancelledAt?.getTime() ?? row.stoppedAt.getTime()),
+    );
+    await appendEvent(tx, {
+      jobId,
+      type: "stopped",
+      actor,
+      data: { cancel_to_stop_ms: cancelToStopMs },
+    });
+    return { stoppedAt: row.stoppedAt, cancelToStopMs };
+  });
+}
+
+/**
+ * Extends the lease of every job `instance` holds among `jobIds`, in one
+ * statement. Returns the ids renewed: a held id missing from the answer is
+ * no longer running here (cancelled, finished, or reaped by another instance).
+ */
+export async function renewLeases(
+  db: Db,
+  renewal: { instance: string; jobIds: string[]; leaseMs: number },
+): Promise<string[]> {
+  if (renewal.jobIds.length === 0) return [];
+  const rows = await db
+    .update(jobs)
+    .set({ leaseExpiresAt: sql`now() + ${msInterval(renewal.leaseMs)}` })
+    .where(
+      and(
+        inArray(jobs.id, renewal.jobIds),
+        eq(jobs.instance, renewal.instance),
+        eq(jobs.status, "running"),
+      ),
+    )
+    .returning({ id: jobs.id });
+  return rows.map((r) => r.id);
+}
+
+/** Status, holder and cancel details of some jobs, in one query. */
+export function jobStatuses(db: Db, jobIds: string[]) {
+  if (jobIds.length === 0) return Promise.resolve([]);
+  return db
+    .select({
+      id: jobs.id,
+      status: jobs.status,
+      instance: jobs.instance,
+      cancelledBy: jobs.cancelledBy,
+      cancelReason: jobs.cancelReason,
+    })
+    .from(jobs)
+    .where(inArray(jobs.id, jobIds));
 }

@@ -1,0 +1,84 @@
+import type { Db } from "../db/connection.js";
+import { cancelJob as cancelInStore } from "../db/job-transitions.js";
+import type { JobStatus } from "../db/statuses.js";
+import type { CancelBus } from "./bus.js";
+import { CancelCause } from "./causes.js";
+import type { JobContextManager } from "./job-context-manager.js";
+import type { StopAcks } from "./stop-acks.js";
+
+export type CancelResult =
+  | {
+      ok: true;
+      jobId: string;
+      previousStatus: JobStatus;
+      newStatus: "cancelled";
+      /** A live job context was aborted and its runner acknowledged the stop within the ack wait. */
+      contextCancelled: boolean;
+      executionsCancelled: number;
+      cancelledAt: Date;
+      /** When every execution had stopped; null if not acknowledged yet (filled in later on the job). */
+      stoppedAt: Date | null;
+    }
+  | { ok: false; code: "not_found"; jobId: string }
+  | { ok: false; code: "not_cancellable"; jobId: string; status: JobStatus };
+
+export interface CancelServiceDeps {
+  db: Db;
+  manager: JobContextManager;
+  bus: CancelBus;
+  acks: StopAcks;
+  /** How long a cancel waits for the runner's stop acknowledgement (CANCEL_ACK_MS). */
+  ackMs: number;
+}
+
+/**
+ * `cancelJob(jobId, {actor, reason})`: the guarded transition in the store
+ * (queued | running → cancelled, with its executions), then the abort of the
+ * job's context — here if this instance holds it, through the bus otherwise —
+ * then up to `ackMs` waiting for the runner's stop acknowledgement. A queued
+ * job is cancelled before any work starts.
+ */
+export function createCancelService(deps: CancelServiceDeps) {
+  return async function cancelJob(
+    jobId: string,
+    request: { actor: string; reason?: string | null },
+  ): Promise<CancelResult> {
+    const waiter = deps.acks.waiter(jobId);
+    try {
+      const outcome = await cancelInStore(deps.db, jobId, request);
+      if (outcome.outcome === "not_found") return { ok: false, code: "not_found", jobId };
+      if (outcome.outcome === "not_cancellable") {
+        return { ok: false, code: "not_cancellable", jobId, status: outcome.status };
+      }
+      const base = {
+        ok: true as const,
+        jobId,
+        previousStatus: outcome.previousStatus,
+        newStatus: "cancelled" as const,
+        executionsCancelled: outcome.executionsCancelled,
+        cancelledAt: outcome.job.cancelledAt ?? new Date(),
+      };
+      if (outcome.previousStatus === "queued") {
+        return { ...base, contextCancelled: false, stoppedAt: outcome.job.stoppedAt };
+      }
+      const heldHere = deps.manager.isRunning(jobId);
+      // Remembered briefly if the runner here claimed the job but has not registered it yet.
+      deps.manager.cancel(
+        jobId,
+        new CancelCause("cancelled", request.reason ?? "cancelled", request.actor),
+      );
+      // The cancel is committed; if the bus fails, the holder's status check still finds it.
+      if (!heldHere) await deps.bus.publishCancel(jobId).catch(() => {});
+      const ack = await waiter.wait(deps.ackMs);
+      return {
+        ...base,
+        contextCancelled: ack?.contextAborted ?? false,
+        stoppedAt: ack?.stoppedAt ?? null,
+      };
+    } finally {
+      waiter.dispose();
+    }
+  };
+}
+
+export type CancelService = ReturnType<typeof createCancelService>;

@@ -1,0 +1,159 @@
+import type { Context } from "../context/context.js";
+import type { Db } from "../db/connection.js";
+import { appendEvent, type JobEventType } from "../db/events.js";
+import { finishExecution, setRemoteId, startExecution } from "../db/executions.js";
+import type { ExecutionRow } from "../db/schema.js";
+import type { Logger } from "../logger.js";
+import { ProviderError } from "../providers/errors.js";
+import { runWithPolicies } from "../providers/policy.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import type { JobFeed } from "./job-feed.js";
+
+/** What one runner needs to run executions; shared by every job it runs. */
+export interface RunnerEnv {
+  db: Db;
+  instance: string;
+  providers: ProviderRegistry;
+  feed: JobFeed;
+  logger: Logger;
+}
+
+/**
+ * How an execution ended, as far as the job's DAG is concerned:
+ * - completed / failed: recorded;
+ * - stopped: the job was cancelled, timed out or shut down (or a cancel won
+ *   the race to the row); `partial` is what it had received, for the caller
+ *   to keep once the job's own transition has marked it.
+ */
+export type ExecutionOutcome =
+  | { status: "completed" | "failed" }
+  | { status: "stopped"; partial: unknown };
+
+/**
+ * Runs one pending execution to its end on `jobCtx`'s child contexts. Never
+ * throws for a provider failure; a database failure propagates (the job is
+ * then left to its lease).
+ */
+export async function runExecution(
+  env: RunnerEnv,
+  exec: ExecutionRow,
+  jobCtx: Context,
+): Promise<ExecutionOutcome> {
+  const { db, instance, feed } = env;
+  const log = env.logger.child({ job_id: exec.jobId, execution_id: exec.id, key: exec.key });
+  if (jobCtx.err !== undefined) return { status: "stopped", partial: undefined };
+  const started = await startExecution(db, exec.id, instance);
+  if (started === undefined) return { status: "stopped", partial: undefined };
+  publishStatus(feed, exec, "running");
+  const writes = new Set<Promise<unknown>>();
+  const write = (promise: Promise<unknown>) => {
+    const tracked = promise.catch((err: unknown) => log.warn({ err }, "audit write failed"));
+    writes.add(tracked);
+    void tracked.finally(() => writes.delete(tracked));
+  };
+  write(
+    appendEvent(db, {
+      jobId: exec.jobId,
+      type: "execution_started",
+      actor: instance,
+      data: { key: exec.key, provider: exec.provider },
+    }),
+  );
+
+  let partial: unknown;
+  const settle = async (
+    result: Parameters<typeof finishExecution>[3],
+  ): Promise<ExecutionOutcome> => {
+    await Promise.all(writes);
+    const row = await finishExecution(db, exec.id, instance, result);
+    if (row === undefined) {
+      // A cancel (or timeout) marked the execution first; its status stands.
+      return {
+        status: "stopped",
+        partial: result.status === "completed" ? result.output : partial,
+      };
+    }
+    publishStatus(feed, exec, row.status);
+    await appendEvent(db, {
+      jobId: exec.jobId,
+      type: "execution_finished",
+      actor: instance,
+      data: { key: exec.key, status: row.status, error: row.error?.code ?? null },
+    });
+    return { status: result.status };
+  };
+
+  const entry = env.providers.get(exec.provider);
+  if (entry === undefined) {
+    return settle({
+      status: "failed",
+      error: {
+        code: "unknown_provider",
+        message: `provider ${exec.provider} is not configured on ${instance}`,
+      },
+    });
+  }
+  try {
+    const output = await runWithPolicies(
+      entry.provider,
+      entry.slots,
+      {
+        ctx: jobCtx,
+        executionId: exec.id,
+        model: exec.model,
+        input: exec.input,
+        progress: (p) => {
+          partial = p;
+          if (feed.watched(exec.jobId)) {
+            feed.publish({
+              type: "progress",
+              jobId: exec.jobId,
+              executionId: exec.id,
+              key: exec.key,
+              output: p,
+            });
+          }
+        },
+        activity: () => {},
+        remoteId: (id) => write(setRemoteId(db, exec.id, instance, id)),
+        note: (type, data) =>
+          write(
+            appendEvent(db, {
+              jobId: exec.jobId,
+              type: type as JobEventType,
+              actor: instance,
+              data: { key: exec.key, ...data },
+            }),
+          ),
+      },
+      { retries: exec.retries, timeoutMs: exec.timeoutMs },
+    );
+    return await settle({ status: "completed", output });
+  } catch (err) {
+    if (jobCtx.err !== undefined) {
+      await Promise.all(writes);
+      return { status: "stopped", partial };
+    }
+    const failure =
+      err instanceof ProviderError
+        ? err
+        : new ProviderError("provider_error", `${exec.provider}: unexpected failure`);
+    if (!(err instanceof ProviderError)) log.error({ err }, "provider threw an unexpected error");
+    return settle({
+      status: "failed",
+      error: { code: failure.code, message: failure.message },
+      output: partial,
+      partial: partial !== undefined,
+    });
+  }
+}
+
+function publishStatus(feed: JobFeed, exec: ExecutionRow, status: string): void {
+  feed.publish({
+    type: "execution",
+    jobId: exec.jobId,
+    executionId: exec.id,
+    key: exec.key,
+    status,
+  });
+}

@@ -1,0 +1,195 @@
+import {
+  type CancelCauseFunc,
+  type Context,
+  cause,
+  DeadlineExceeded,
+  withCancelCause,
+  withDeadline,
+} from "../context/context.js";
+import { appendEvent } from "../db/events.js";
+import { recordPartialOutput, skipExecution } from "../db/executions.js";
+import { finishJob, markStopped, requeueJob, timeOutJob } from "../db/job-transitions.js";
+import type { JobWithExecutions } from "../db/jobs.js";
+import type { Logger } from "../logger.js";
+import { CancelCause, isCause } from "./causes.js";
+import { type DagNode, nextStep, stuck } from "./dag.js";
+import { type RunnerEnv, runExecution } from "./execute.js";
+import type { JobContextManager } from "./job-context-manager.js";
+import type { StopAcks } from "./stop-acks.js";
+
+export interface JobRunDeps extends RunnerEnv {
+  manager: JobContextManager;
+  acks: StopAcks;
+  /** The runner's root context: cancelled only if the runner is torn down. */
+  root: Context;
+}
+
+/**
+ * Runs one claimed job to its end. Its context (cancel cause + the job's
+ * deadline) is registered in the JobContextManager for the whole run and
+ * unregistered in a `finally`: be careful that nothing between register and
+ * that `finally` can escape it. Every execution has settled before the job's
+ * outcome is written, so "stopped" means sockets closed and processes gone.
+ */
+export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<void> {
+  const log = deps.logger.child({ job_id: job.id });
+  const [jobCtx, cancelJob] = withCancelCause(deps.root);
+  const [runCtx, releaseDeadline] =
+    job.deadlineAt === null ? [jobCtx, () => {}] : withDeadline(jobCtx, job.deadlineAt);
+  let registered = false;
+  try {
+    deps.manager.register(job.id, jobCtx, cancelJob);
+    registered = true;
+    deps.feed.publish({ type: "job", jobId: job.id, status: "running" });
+    const partials = await runDag(deps, job, runCtx, cancelJob, log);
+    await conclude(deps, job, jobCtx, runCtx, partials, log);
+  } catch (err) {
+    log.error({ err }, "job run failed; its lease will lapse and it will be requeued");
+  } finally {
+    if (registered) deps.manager.unregister(job.id);
+    releaseDeadline();
+    cancelJob();
+  }
+}
+
+/** Runs the DAG until every execution settled; returns the partial outputs of those stopped. */
+async function runDag(
+  deps: JobRunDeps,
+  job: JobWithExecutions,
+  ctx: Context,
+  cancelJob: CancelCauseFunc,
+  log: Logger,
+): Promise<Map<string, unknown>> {
+  const nodes: DagNode[] = job.executions.map((e) => ({
+    key: e.key,
+    status: e.status,
+    dependsOn: e.dependsOn,
+  }));
+  const node = new Map(nodes.map((n) => [n.key, n]));
+  const execution = new Map(job.executions.map((e) => [e.key, e]));
+  const running = new Map<string, Promise<void>>();
+  const partials = new Map<string, unknown>();
+
+  const skip = async (key: string, error: { code: string; message: string }) => {
+    const exec = execution.get(key);
+    const n = node.get(key);
+    if (exec === undefined || n === undefined) return;
+    n.status = "skipped";
+    if ((await skipExecution(deps.db, exec.id, deps.instance, error)) === undefined) return;
+    deps.feed.publish({
+      type: "execution",
+      jobId: job.id,
+      executionId: exec.id,
+      key,
+      status: "skipped",
+    });
+    await appendEvent(deps.db, {
+      jobId: job.id,
+      type: "execution_skipped",
+      actor: deps.instance,
+      data: { key, ...error },
+    });
+  };
+
+  try {
+    for (;;) {
+      if (ctx.err !== undefined) break;
+      const step = nextStep(nodes);
+      for (const s of step.skip) await skip(s.key, { code: s.code, message: s.message });
+      if (step.skip.length > 0) continue;
+      for (const key of step.ready.slice(0, Math.max(0, job.maxParallel - running.size))) {
+        const exec = execution.get(key);
+        const n = node.get(key);
+        if (exec === undefined || n === undefined) continue;
+        n.status = "starting";
+        const run = runExecution(deps, exec, ctx)
+          .then((outcome) => {
+            if (outcome.status === "stopped") {
+              n.status = "cancelled";
+              if (outcome.partial !== undefined) partials.set(exec.id, outcome.partial);
+            } else {
+              n.status = outcome.status;
+            }
+          })
+          .finally(() => running.delete(key));
+        running.set(key, run);
+      }
+      if (running.size === 0) {
+        const left = stuck(nodes);
+        if (left.length === 0) break;
+        for (const key of left)
+          await skip(key, {
+            code: "dependency_cycle",
+            message: "its dependencies wait on each other",
+          });
+        continue;
+      }
+      await Promise.race([...running.values(), ctx.done]);
+    }
+  } catch (err) {
+    // A failed write: stop the rest rather than run on unrecorded; the lease brings the job back.
+    log.error({ err }, "stopping the job's executions after a failure");
+    cancelJob(new CancelCause("runner_lost", "a database write failed"));
+    throw err;
+  } finally {
+    await Promise.allSettled([...running.values()]);
+  }
+  return partials;
+}
+
+/** Writes the job's outcome once every execution has settled. */
+async function conclude(
+  deps: JobRunDeps,
+  job: JobWithExecutions,
+  jobCtx: Context,
+  runCtx: Context,
+  partials: Map<string, unknown>,
+  log: Logger,
+): Promise<void> {
+  const { db, instance, feed } = deps;
+  const why = jobCtx.err === undefined ? undefined : cause(jobCtx);
+  const keepPartials = async () => {
+    for (const [id, output] of partials) await recordPartialOutput(db, id, output);
+  };
+  const stopped = async (contextAborted: boolean) => {
+    await keepPartials();
+    const mark = await markStopped(db, job.id, instance);
+    feed.publish({ type: "end", jobId: job.id, status: "cancelled" });
+    deps.acks.resolve(job.id, { stoppedAt: mark?.stoppedAt ?? null, contextAborted });
+    if (mark) log.info({ cancel_to_stop_ms: mark.cancelToStopMs }, "job stopped");
+  };
+
+  if (isCause(why, "cancelled")) return stopped(true);
+  if (isCause(why, "runner_lost")) {
+    log.warn({ reason: (why as CancelCause).message }, "job abandoned on this instance");
+    return;
+  }
+  if (isCause(why, "shutdown")) {
+    if (await requeueJob(db, job.id, { instance, cause: "shutdown" })) {
+      feed.publish({ type: "job", jobId: job.id, status: "queued" });
+      log.info("job requeued for another instance");
+    } else {
+      await stopped(true); // a cancel got there first
+    }
+    return;
+  }
+  if (runCtx.err === DeadlineExceeded) {
+    if (await timeOutJob(db, job.id, instance)) {
+      await keepPartials();
+      feed.publish({ type: "end", jobId: job.id, status: "timed_out" });
+      log.info("job timed out");
+    } else {
+      await stopped(false);
+    }
+    return;
+  }
+  const finished = await finishJob(db, job.id, instance);
+  if (finished.ok) {
+    feed.publish({ type: "end", jobId: job.id, status: finished.status });
+    log.info({ status: finished.status }, "job finished");
+  } else if (finished.reason === "not_running" && finished.status === "cancelled") {
+    await stopped(false); // the cancel won the race against the last execution
+  } else {
+    log.error({ outcome: finished }, "job could not be finished");
+  }
+}

@@ -1,0 +1,187 @@
+import { background, withCancelCause } from "../context/context.js";
+import { claimJobs, jobStatuses, renewLeases } from "../db/job-transitions.js";
+import type { CancelBus } from "./bus.js";
+import { type CancelService, createCancelService } from "./cancel.js";
+import { CancelCause } from "./causes.js";
+import type { RunnerEnv } from "./execute.js";
+import type { JobContextManager } from "./job-context-manager.js";
+import { runJob } from "./run-job.js";
+import type { StopAcks } from "./stop-acks.js";
+
+export interface RunnerDeps extends RunnerEnv {
+  manager: JobContextManager;
+  acks: StopAcks;
+  bus: CancelBus;
+}
+
+export interface RunnerOptions {
+  /** Jobs held at once (RUNNER_CONCURRENCY). */
+  concurrency: number;
+  /** A held job's lease (LEASE_MS); renewed every third of it. */
+  leaseMs: number;
+  /** How long a cancel waits for the stop acknowledgement (CANCEL_ACK_MS). */
+  cancelAckMs: number;
+  /** The claim poll when no notification of new work comes. */
+  claimPollMs?: number;
+}
+
+export interface Runner {
+  start(): void;
+  /** New work was submitted: claim now rather than at the next poll. */
+  notifyNewWork(): void;
+  /** The service function the HTTP API calls (SPEC.md section 3, cancel). */
+  cancelJob: CancelService;
+  /**
+   * Stops claiming, gives running jobs `graceMs` to finish, then aborts the
+   * rest with cause `shutdown` (they are requeued) and resolves once every
+   * job has settled.
+   */
+  stop(graceMs: number): Promise<void>;
+  activeJobs(): number;
+}
+
+/** A wake-up that is never lost: a notify before the wait makes the next wait return at once. */
+function createWakeup() {
+  let pending = false;
+  let wake: (() => void) | undefined;
+  return {
+    notify() {
+      pending = true;
+      wake?.();
+    },
+    wait(ms: number): Promise<void> {
+      if (pending) {
+        pending = false;
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          wake = undefined;
+          pending = false;
+          resolve();
+        }
+        wake = done;
+      });
+    },
+  };
+}
+
+export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
+  const [root, cancelRoot] = withCancelCause(background());
+  const active = new Map<string, Promise<void>>();
+  const wakeup = createWakeup();
+  const log = deps.logger.child({ component: "runner" });
+  const claimPollMs = options.claimPollMs ?? 1_000;
+  let stopping = false;
+  let loop: Promise<void> | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+
+  const cancelJob = createCancelService({
+    db: deps.db,
+    manager: deps.manager,
+    bus: deps.bus,
+    acks: deps.acks,
+    ackMs: options.cancelAckMs,
+  });
+
+  async function claimLoop(): Promise<void> {
+    while (!stopping) {
+      const free = options.concurrency - active.size;
+      let claimed = 0;
+      if (free > 0) {
+        try {
+          const jobs = await claimJobs(deps.db, {
+            instance: deps.instance,
+            limit: free,
+            leaseMs: options.leaseMs,
+          });
+          claimed = jobs.length;
+          for (const job of jobs) {
+            const run = runJob({ ...deps, root }, job).finally(() => {
+              active.delete(job.id);
+              wakeup.notify(); // a slot is free
+            });
+            active.set(job.id, run);
+          }
+        } catch (err) {
+          log.error({ err }, "claiming jobs failed; retrying at the next poll");
+        }
+      }
+      // A full batch may mean more is queued; otherwise sleep until woken.
+      if (claimed > 0 && claimed === free) continue;
+      await wakeup.wait(claimPollMs);
+    }
+  }
+
+  /**
+   * One UPDATE renews every held lease. A held job that was not renewed has
+   * left `running` on this instance: cancelled by a request another instance
+   * took (a notification we missed), or reaped. Its context is aborted with
+   * the matching cause.
+   */
+  async function renew(): Promise<void> {
+    const held = deps.manager.jobIds();
+    if (held.length === 0) return;
+    try {
+      const renewed = new Set(
+        await renewLeases(deps.db, {
+          instance: deps.instance,
+          jobIds: held,
+          leaseMs: options.leaseMs,
+        }),
+      );
+      const lost = held.filter((id) => !renewed.has(id));
+      for (const job of await jobStatuses(deps.db, lost)) {
+        if (job.status === "cancelled") {
+          deps.manager.cancel(
+            job.id,
+            new CancelCause("cancelled", job.cancelReason ?? "cancelled", job.cancelledBy),
+          );
+        } else if (
+          job.status === "queued" ||
+          (job.status === "running" && job.instance !== deps.instance)
+        ) {
+          deps.manager.cancel(
+            job.id,
+            new CancelCause("runner_lost", "the job's lease passed to another instance"),
+          );
+        }
+      }
+    } catch (err) {
+      log.error({ err }, "lease renewal failed");
+    }
+  }
+
+  return {
+    start() {
+      if (loop !== undefined) return;
+      loop = claimLoop();
+      heartbeat = setInterval(() => void renew(), Math.max(50, Math.floor(options.leaseMs / 3)));
+    },
+    notifyNewWork: () => wakeup.notify(),
+    cancelJob,
+    activeJobs: () => active.size,
+    async stop(graceMs) {
+      stopping = true;
+      wakeup.notify();
+      await loop;
+      const all = Promise.allSettled([...active.values()]);
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), graceMs);
+      });
+      if ((await Promise.race([all, graceOver])) === "timeout") {
+        const aborted = deps.manager.cancelAll(
+          new CancelCause("shutdown", "the instance is shutting down"),
+        );
+        log.info({ aborted }, "grace period over: aborting running jobs for requeue");
+        await all;
+      }
+      clearTimeout(timer);
+      clearInterval(heartbeat);
+      cancelRoot(new CancelCause("shutdown", "runner stopped"));
+    },
+  };
+}
