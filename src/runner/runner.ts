@@ -1,4 +1,4 @@
-import { background, withCancelCause } from "../context/context.js";
+import { background, childCount, withCancelCause } from "../context/context.js";
 import { claimJobs, jobStatuses, renewLeases } from "../db/job-transitions.js";
 import type { CancelBus } from "./bus.js";
 import { type CancelService, createCancelService } from "./cancel.js";
@@ -38,6 +38,8 @@ export interface Runner {
    */
   stop(graceMs: number): Promise<void>;
   activeJobs(): number;
+  /** Job contexts still linked under the runner's root (0 when idle: a leak shows here). */
+  liveContexts(): number;
 }
 
 /** A wake-up that is never lost: a notify before the wait makes the next wait return at once. */
@@ -163,6 +165,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     notifyNewWork: () => wakeup.notify(),
     cancelJob,
     activeJobs: () => active.size,
+    liveContexts: () => childCount(root),
     async stop(graceMs) {
       stopping = true;
       wakeup.notify();

@@ -69,8 +69,8 @@ export async function startFakeServer(handler: FakeHandler): Promise<FakeServer>
         sockets.delete(socket);
         events.emit("change");
       });
-      events.emit("change");
       handler(req, res, recorded);
+      events.emit("change");
     });
   });
   server.on("connection", (socket: Socket) => {
