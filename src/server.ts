@@ -1,13 +1,13 @@
-import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { migrateDatabase, openDatabase } from "./db/connection.js";
 import { createLogger } from "./logger.js";
-import { createJobContextManager } from "./runner/job-context-manager.js";
+import { ProvidersConfigError } from "./providers/config.js";
+import { startRuntime } from "./runtime.js";
 
 /**
- * `npm start`: configuration, database and migrations, then the HTTP server.
+ * `npm start`: configuration, database and migrations, providers and the
+ * runner (unless ROLE=api), then the HTTP server.
  * SIGTERM/SIGINT drain in two stages (graphile-worker's shape): stop taking
  * work and answer `Connection: close`, then force-close what is left on an
  * unref'd timer at SHUTDOWN_GRACE_MS; the process exits 0.
@@ -15,21 +15,14 @@ import { createJobContextManager } from "./runner/job-context-manager.js";
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel, instance: config.instanceId });
-  const database = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: join(config.dataDir, "pglite"),
-  });
-  await migrateDatabase(database);
-  logger.info({ driver: database.driver, role: config.role }, "database ready");
-
-  const manager = createJobContextManager();
+  const runtime = await startRuntime(config, logger);
   let draining = false;
   const app = createApp({
-    database,
+    database: runtime.database,
     logger,
     instance: config.instanceId,
     role: config.role,
-    runningJobs: () => manager.count(),
+    runningJobs: () => runtime.manager.count(),
     isDraining: () => draining,
   });
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) =>
@@ -45,9 +38,10 @@ async function main(): Promise<void> {
       if ("closeAllConnections" in server) server.closeAllConnections();
     }, config.shutdownGraceMs);
     force.unref();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    await runtime.stop(config.shutdownGraceMs);
+    await closed;
     clearTimeout(force);
-    await database.close();
     logger.info("stopped");
     process.exit(0);
   };
@@ -56,7 +50,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof ProvidersConfigError) {
     process.stderr.write(`quench: ${err.message}\n`);
   } else {
     process.stderr.write(

@@ -13,6 +13,8 @@ export const DRIVERS: DriverName[] = process.env.DATABASE_URL ? ["pglite", "post
 
 export interface TestDatabase {
   database: Database;
+  /** postgres://… of the fresh database (undefined on PGlite). */
+  url: string | undefined;
   /** Another independent connection pool to the same database (postgres only). */
   openAnother(): Promise<Database>;
   /** Closes every connection and drops the database. */
@@ -29,6 +31,7 @@ export async function createTestDatabase(driver: DriverName): Promise<TestDataba
     await migrateDatabase(database);
     return {
       database,
+      url: undefined,
       openAnother: () => Promise.reject(new Error("PGlite is a single connection")),
       drop: () => database.close(),
     };
@@ -50,6 +53,7 @@ export async function createTestDatabase(driver: DriverName): Promise<TestDataba
   await migrateDatabase(database);
   return {
     database,
+    url: url.toString(),
     openAnother: open,
     async drop() {
       await Promise.all(opened.map((db) => db.close()));

@@ -1,8 +1,11 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Spawned, spawnEntry, waitForLogLine } from "../helpers/process.js";
+import { listEvents } from "../../src/db/events.js";
+import { getJob, insertJob } from "../../src/db/jobs.js";
+import { createTestDatabase } from "../helpers/databases.js";
+import { type Spawned, spawnEntry, waitForLogLine, withDeadline } from "../helpers/process.js";
 
 describe("npm start (src/server.ts as a real process)", () => {
   const dirs: string[] = [];
@@ -67,4 +70,97 @@ describe("npm start (src/server.ts as a real process)", () => {
       "quench: invalid configuration: DATABASE_URL is required in production; SESSION_SECRET is required in production",
     );
   });
+
+  it("an invalid PROVIDERS_FILE stops the process with one line naming provider and field", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "providers.json");
+    await writeFile(file, JSON.stringify({ gpu: { kind: "http", url: "not a url" } }));
+    const server = spawnEntry("src/server.ts", { DATA_DIR: dir, PORT: "0", PROVIDERS_FILE: file });
+    procs.push(server);
+    expect(await server.exited(15_000)).toBe(1);
+    expect(server.stderr().trim()).toBe(
+      'quench: invalid providers: provider "gpu" field url: must be an http:// or https:// URL',
+    );
+  });
+
+  const onServer = process.env.DATABASE_URL ? it : it.skip;
+  if (!process.env.DATABASE_URL) {
+    console.log(
+      "skipping the end-to-end run of npm start: it needs a second process on DATABASE_URL (PGlite is single-process)",
+    );
+  }
+  onServer(
+    "runs a job on the demo provider, and requeues it when SIGTERM comes mid-run",
+    async () => {
+      const t = await createTestDatabase("postgres");
+      try {
+        const dir = await tempDir();
+        const providers = join(dir, "providers.json");
+        await writeFile(
+          providers,
+          JSON.stringify({
+            demo: { kind: "demo", tokens_per_second: 200, max_tokens: 10 },
+            slow: { kind: "demo", tokens_per_second: 5, max_tokens: 10_000 },
+          }),
+        );
+        const server = spawnEntry("src/server.ts", {
+          DATA_DIR: dir,
+          PORT: "0",
+          DATABASE_URL: t.url ?? "",
+          PROVIDERS_FILE: providers,
+          INSTANCE_ID: "e2e",
+          SHUTDOWN_GRACE_MS: "300",
+        });
+        procs.push(server);
+        await waitForLogLine(server, (l) => l.msg === "listening", 30_000);
+        const job = (s: string) => ({
+          owner: "service:e2e",
+          timeoutMs: 60_000,
+          maxParallel: 1,
+          executions: [
+            {
+              key: "chat",
+              provider: s,
+              model: "demo-1",
+              input: { messages: [{ role: "user", content: "hi" }] },
+            },
+          ],
+        });
+        const quick = (await insertJob(t.database.db, job("demo"))).job;
+        await waitForLogLine(
+          server,
+          (l) => l.job_id === quick.id && l.msg === "job finished",
+          30_000,
+        );
+        const done = await getJob(t.database.db, quick.id);
+        expect(done).toMatchObject({ status: "completed", instance: "e2e" });
+        expect(
+          (done?.executions[0]?.output as { text: string }).text.split(" ").filter(Boolean),
+        ).toHaveLength(10);
+
+        const long = (await insertJob(t.database.db, job("slow"))).job;
+        await withDeadline(
+          (async () => {
+            while ((await getJob(t.database.db, long.id))?.executions[0]?.status !== "running") {
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+          })(),
+          30_000,
+          "the long job never started",
+        );
+        server.child.kill("SIGTERM");
+        expect(await server.exited(15_000)).toBe(0);
+        expect(await getJob(t.database.db, long.id)).toMatchObject({
+          status: "queued",
+          instance: null,
+        });
+        expect((await listEvents(t.database.db, long.id)).at(-1)).toMatchObject({
+          type: "requeued",
+          data: { cause: "shutdown" },
+        });
+      } finally {
+        await t.drop();
+      }
+    },
+  );
 });

@@ -1,0 +1,95 @@
+import { join } from "node:path";
+import type { Agent } from "undici";
+import type { Config } from "./config.js";
+import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
+import type { Logger } from "./logger.js";
+import { defaultProviders, loadProvidersFile } from "./providers/config.js";
+import { createHttpAgent } from "./providers/http-client.js";
+import { createProviderRegistry, type ProviderRegistry } from "./providers/registry.js";
+import { localOnlyBus } from "./runner/bus.js";
+import { type CancelService, createCancelService } from "./runner/cancel.js";
+import { createJobContextManager, type JobContextManager } from "./runner/job-context-manager.js";
+import { createJobFeed, type JobFeed } from "./runner/job-feed.js";
+import { createRunner, type Runner } from "./runner/runner.js";
+import { createStopAcks } from "./runner/stop-acks.js";
+
+/** Everything one quench instance runs, built from its configuration. */
+export interface Runtime {
+  database: Database;
+  providers: ProviderRegistry;
+  manager: JobContextManager;
+  feed: JobFeed;
+  /** Undefined when ROLE=api. */
+  runner: Runner | undefined;
+  cancelJob: CancelService;
+  /** Stops the runner (grace, then abort and requeue), then closes connections and the database. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export async function startRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const providerConfigs = config.providersFile
+    ? await loadProvidersFile(config.providersFile)
+    : defaultProviders();
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: join(config.dataDir, "pglite"),
+  });
+  let agent: Agent | undefined;
+  let providers: ProviderRegistry | undefined;
+  try {
+    await migrateDatabase(database);
+    agent = createHttpAgent();
+    providers = await createProviderRegistry(providerConfigs, agent);
+  } catch (err) {
+    await agent?.close();
+    await database.close();
+    throw err;
+  }
+  logger.info(
+    { driver: database.driver, role: config.role, providers: providers.names() },
+    "database ready",
+  );
+
+  const manager = createJobContextManager();
+  const feed = createJobFeed();
+  const acks = createStopAcks();
+  const env = { db: database.db, instance: config.instanceId, providers, feed, logger };
+  const runner =
+    config.role === "api"
+      ? undefined
+      : createRunner(
+          { ...env, manager, acks, bus: localOnlyBus },
+          {
+            concurrency: config.runnerConcurrency,
+            leaseMs: config.leaseMs,
+            cancelAckMs: config.cancelAckMs,
+          },
+        );
+  runner?.start();
+  const cancelJob =
+    runner?.cancelJob ??
+    createCancelService({
+      db: database.db,
+      manager,
+      bus: localOnlyBus,
+      acks,
+      ackMs: config.cancelAckMs,
+    });
+
+  const httpAgent = agent;
+  const registry = providers;
+  return {
+    database,
+    providers: registry,
+    manager,
+    feed,
+    runner,
+    cancelJob,
+    async stop(graceMs) {
+      await runner?.stop(graceMs);
+      await registry.close();
+      await httpAgent.close();
+      await database.close();
+    },
+  };
+}
