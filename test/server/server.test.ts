@@ -134,9 +134,8 @@ describe("npm start (src/server.ts as a real process)", () => {
         );
         const done = await getJob(t.database.db, quick.id);
         expect(done).toMatchObject({ status: "completed", instance: "e2e" });
-        expect(
-          (done?.executions[0]?.output as { text: string }).text.split(" ").filter(Boolean),
-        ).toHaveLength(10);
+        const text = (done?.executions[0]?.output as { text?: string } | undefined)?.text ?? "";
+        expect(text.split(" ").filter(Boolean)).toHaveLength(10);
 
         const long = (await insertJob(t.database.db, job("slow"))).job;
         await withDeadline(
