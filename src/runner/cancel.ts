@@ -33,10 +33,16 @@ export interface CancelServiceDeps {
 
 /**
  * `cancelJob(jobId, {actor, reason})`: the guarded transition in the store
- * (queued | running → cancelled, with its executions), then the abort of the
- * job's context — here if this instance holds it, through the bus otherwise —
- * then up to `ackMs` waiting for the runner's stop acknowledgement. A queued
- * job is cancelled before any work starts.
+ * (queued | running → cancelled, with its executions), the abort of the job's
+ * context — here if this instance holds it, through the bus otherwise — and
+ * up to `ackMs` waiting for the runner's stop acknowledgement. A queued job
+ * is cancelled before any work starts.
+ *
+ * A job held here is aborted at once, while the transition commits: the
+ * sockets close without waiting for the database. This is safe because the
+ * runner writes nothing about the stop until the transition has committed
+ * (`CancelCause.committed`), and a refused transition means the job had
+ * already ended — its terminal status stands, exactly one wins.
  */
 export function createCancelService(deps: CancelServiceDeps) {
   return async function cancelJob(
@@ -44,8 +50,27 @@ export function createCancelService(deps: CancelServiceDeps) {
     request: { actor: string; reason?: string | null },
   ): Promise<CancelResult> {
     const waiter = deps.acks.waiter(jobId);
+    let commit: (committed: boolean) => void = () => {};
+    const committed = new Promise<boolean>((resolve) => {
+      commit = resolve;
+    });
+    const cause = new CancelCause(
+      "cancelled",
+      request.reason ?? "cancelled",
+      request.actor,
+      committed,
+    );
+    const heldHere = deps.manager.isRunning(jobId);
+    if (heldHere) deps.manager.cancel(jobId, cause);
     try {
-      const outcome = await cancelInStore(deps.db, jobId, request);
+      let outcome: Awaited<ReturnType<typeof cancelInStore>>;
+      try {
+        outcome = await cancelInStore(deps.db, jobId, request);
+      } catch (err) {
+        commit(false); // the runner must not wait for a transition that will never come
+        throw err;
+      }
+      commit(outcome.outcome === "cancelled");
       if (outcome.outcome === "not_found") return { ok: false, code: "not_found", jobId };
       if (outcome.outcome === "not_cancellable") {
         return { ok: false, code: "not_cancellable", jobId, status: outcome.status };
@@ -61,14 +86,15 @@ export function createCancelService(deps: CancelServiceDeps) {
       if (outcome.previousStatus === "queued") {
         return { ...base, contextCancelled: false, stoppedAt: outcome.job.stoppedAt };
       }
-      const heldHere = deps.manager.isRunning(jobId);
-      // Remembered briefly if the runner here claimed the job but has not registered it yet.
-      deps.manager.cancel(
-        jobId,
-        new CancelCause("cancelled", request.reason ?? "cancelled", request.actor),
-      );
-      // The cancel is committed; if the bus fails, the holder's status check still finds it.
-      if (!heldHere) await deps.bus.publishCancel(jobId).catch(() => {});
+      if (!heldHere) {
+        // Remembered briefly if the runner here claimed the job but has not registered it yet.
+        deps.manager.cancel(
+          jobId,
+          new CancelCause("cancelled", request.reason ?? "cancelled", request.actor),
+        );
+        // The cancel is committed; if the bus fails, the holder's status check still finds it.
+        await deps.bus.publishCancel(jobId).catch(() => {});
+      }
       const ack = await waiter.wait(deps.ackMs);
       return {
         ...base,

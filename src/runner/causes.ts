@@ -5,14 +5,26 @@
  */
 export type CauseCode = "cancelled" | "shutdown" | "stalled" | "runner_lost";
 
+const COMMITTED: Promise<boolean> = Promise.resolve(true);
+
 export class CancelCause extends Error {
+  /**
+   * For a user's cancel: whether its transition in the store committed. A
+   * cancel aborts a job held here while that transition is still in flight
+   * (so sockets close at once); the runner writes nothing about the stop
+   * until this settles. Resolved true for causes raised after the fact.
+   */
+  readonly committed: Promise<boolean>;
+
   constructor(
     readonly code: CauseCode,
     message: string,
     readonly actor: string | null = null,
+    committed: Promise<boolean> = COMMITTED,
   ) {
     super(message);
     this.name = "CancelCause";
+    this.committed = committed;
   }
 }
 

@@ -8,7 +8,13 @@ import {
 } from "../context/context.js";
 import { appendEvent } from "../db/events.js";
 import { recordPartialOutput, skipExecution } from "../db/executions.js";
-import { finishJob, markStopped, requeueJob, timeOutJob } from "../db/job-transitions.js";
+import {
+  finishJob,
+  jobStatuses,
+  markStopped,
+  requeueJob,
+  timeOutJob,
+} from "../db/job-transitions.js";
 import type { JobWithExecutions } from "../db/jobs.js";
 import type { Logger } from "../logger.js";
 import { CancelCause, isCause } from "./causes.js";
@@ -159,7 +165,22 @@ async function conclude(
     if (mark) log.info({ cancel_to_stop_ms: mark.cancelToStopMs }, "job stopped");
   };
 
-  if (isCause(why, "cancelled")) return stopped(true);
+  if (isCause(why, "cancelled")) {
+    if (await why.committed) return stopped(true);
+    // The cancel that aborted us did not commit: see what the job is now.
+    const [current] = await jobStatuses(db, [job.id]);
+    if (current?.status === "cancelled") return stopped(true); // another cancel did
+    if (current?.status === "running" && current.instance === instance) {
+      // The store failed mid-cancel: hand the job back rather than leave it running unattended.
+      if (await requeueJob(db, job.id, { instance, cause: "cancel_not_recorded" })) {
+        feed.publish({ type: "job", jobId: job.id, status: "queued" });
+      }
+      log.warn("a cancel aborted the job but was not recorded; the job was requeued");
+      return;
+    }
+    if (current !== undefined) feed.publish({ type: "end", jobId: job.id, status: current.status });
+    return;
+  }
   if (isCause(why, "runner_lost")) {
     log.warn({ reason: (why as CancelCause).message }, "job abandoned on this instance");
     return;

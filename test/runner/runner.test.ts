@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { cancelJob as cancelInStore } from "../../src/db/job-transitions.js";
+import { localOnlyBus } from "../../src/runner/bus.js";
+import { createCancelService } from "../../src/runner/cancel.js";
 import type { FakeServer } from "../fakes/fake-server.js";
 import {
   flakyServer,
@@ -9,13 +11,15 @@ import {
   runpodServer,
   slowJsonServer,
 } from "../fakes/providers.js";
-import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
+import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
 import { reload } from "../helpers/jobs.js";
 import { feedUntil, jobOf, type RunningRunner, startRunner } from "../helpers/runner.js";
 
 describe.each(DRIVERS)("runner on %s", (driver) => {
   let db: Db;
+  let t: TestDatabase;
   useTestDatabase(driver, (fresh) => {
+    t = fresh;
     db = fresh.database.db;
   });
   const servers: FakeServer[] = [];
@@ -336,5 +340,49 @@ describe.each(DRIVERS)("runner on %s", (driver) => {
       5000,
       "the socket to close",
     );
+    await cancelInStore(db, job.id, { actor: "cleanup" }); // leave no queued job for the next test
   });
+
+  // Needs a second connection to the same database that can fail on its own: a server.
+  it.skipIf(driver !== "postgres")(
+    "a cancel whose transition fails leaves nothing running unattended: the aborted job is requeued",
+    async () => {
+      const server = await fake(slowJsonServer(Number.POSITIVE_INFINITY));
+      const r = await runner({ slow: { kind: "http", url: server.url } });
+      const { job } = await r.submit(jobOf([{ key: "x", provider: "slow", model: "unrecorded" }]));
+      await server.waitFor(() => server.forModel("unrecorded").length === 1, 10_000, "the request");
+      const broken = await t.openAnother();
+      await broken.close();
+      const cancelOnBrokenStore = createCancelService({
+        db: broken.db,
+        manager: r.manager,
+        bus: localOnlyBus,
+        acks: r.acks,
+        ackMs: 1_000,
+      });
+      await expect(cancelOnBrokenStore(job.id, { actor: "user" })).rejects.toThrow();
+      await server.waitFor(
+        () => server.forModel("unrecorded")[0]?.closedAt !== undefined,
+        5000,
+        "the socket to close",
+      );
+      // Requeued, then claimed again (here, by the same runner): the job goes on, never stranded.
+      await server.waitFor(
+        () => server.forModel("unrecorded").length === 2,
+        10_000,
+        "the job to run again",
+      );
+      const after = await reload(db, job.id);
+      expect(after).toMatchObject({ status: "running", attempt: 2 });
+      const trail = (await listEvents(db, job.id)).map((e) => [
+        e.type,
+        e.data.cause ?? e.data.attempt ?? null,
+      ]);
+      const requeued = trail.findIndex(([type]) => type === "requeued");
+      expect(trail.slice(requeued, requeued + 2)).toEqual([
+        ["requeued", "cancel_not_recorded"],
+        ["claimed", 2],
+      ]);
+    },
+  );
 });

@@ -1,0 +1,227 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { type Database, migrateDatabase, openDatabase } from "../src/db/connection.js";
+import { insertJob } from "../src/db/jobs.js";
+import { createLogger } from "../src/logger.js";
+import { parseProviders } from "../src/providers/config.js";
+import { createHttpAgent } from "../src/providers/http-client.js";
+import { createProviderRegistry } from "../src/providers/registry.js";
+import { localOnlyBus } from "../src/runner/bus.js";
+import { createJobContextManager } from "../src/runner/job-context-manager.js";
+import { createJobFeed } from "../src/runner/job-feed.js";
+import { createRunner } from "../src/runner/runner.js";
+import { createStopAcks } from "../src/runner/stop-acks.js";
+import { type Stats, summarize } from "./stats.js";
+
+const now = () => performance.timeOrigin + performance.now();
+
+export interface CancelBenchResult {
+  jobs: number;
+  driver: string;
+  /** cancelJob() called → the server saw the job's socket close (ms), one job at a time. */
+  oneByOne: Stats;
+  /** cancelJob() called → it returned with the stop acknowledgement (ms), one at a time. */
+  oneByOneAck: Stats;
+  /** All cancelled together: each job's close after the common start (ms). */
+  together: Stats;
+  /** All cancelled together: the last close after the common start (ms). */
+  togetherTotalMs: number;
+  heapPerExecutionKb: number;
+  rssPerExecutionKb: number;
+}
+
+/** The fake provider in its own process: reports opens and closes with absolute times. */
+async function startStreamServer() {
+  const child: ChildProcess = fork(new URL("./stream-server.mjs", import.meta.url), {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const opened = new Map<string, number>();
+  const closed = new Map<string, number>();
+  const waiters = new Map<string, (at: number) => void>();
+  let onOpen = () => {};
+  const port = await deadline(
+    new Promise<number>((resolve) => {
+      child.on("message", (m: { type: string; model: string; at: number; port: number }) => {
+        if (m.type === "listening") resolve(m.port);
+        else if (m.type === "open") {
+          opened.set(m.model, m.at);
+          onOpen();
+        } else if (m.type === "closed") {
+          closed.set(m.model, m.at);
+          waiters.get(m.model)?.(m.at);
+        }
+      });
+    }),
+    10_000,
+    "stream server did not start",
+  );
+  return {
+    url: `http://127.0.0.1:${port}`,
+    opened,
+    closed,
+    allOpen(models: string[], ms: number) {
+      return deadline(
+        new Promise<void>((resolve) => {
+          const check = () => {
+            if (models.every((m) => opened.has(m))) resolve();
+          };
+          onOpen = check;
+          check();
+        }),
+        ms,
+        "not every stream opened",
+      );
+    },
+    closedAt(model: string, ms: number): Promise<number> {
+      const at = closed.get(model);
+      if (at !== undefined) return Promise.resolve(at);
+      return deadline(
+        new Promise<number>((resolve) => waiters.set(model, resolve)),
+        ms,
+        `socket of ${model} not closed within ${ms} ms`,
+      ).finally(() => waiters.delete(model));
+    },
+    stop: () => child.kill(),
+  };
+}
+
+async function benchDatabase(): Promise<{ database: Database; drop: () => Promise<void> }> {
+  const url = process.env.DATABASE_URL;
+  if (!url) {
+    const database = await openDatabase({ dataDir: null });
+    await migrateDatabase(database);
+    return { database, drop: () => database.close() };
+  }
+  const name = `quench_bench_${randomBytes(4).toString("hex")}`;
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const dbUrl = new URL(url);
+  dbUrl.pathname = `/${name}`;
+  const database = await openDatabase({ databaseUrl: dbUrl.toString(), maxConnections: 10 });
+  await migrateDatabase(database);
+  return {
+    database,
+    drop: async () => {
+      await database.close();
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}
+
+export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error("run with node --expose-gc");
+  const server = await startStreamServer();
+  const { database, drop } = await benchDatabase();
+  const agent = createHttpAgent();
+  const providers = await createProviderRegistry(
+    parseProviders(
+      { gpu: { kind: "openai", base_url: server.url, max_concurrency: jobs, stall_ms: 600_000 } },
+      {},
+    ),
+    agent,
+  );
+  const manager = createJobContextManager();
+  const runner = createRunner(
+    {
+      db: database.db,
+      instance: "bench",
+      providers,
+      feed: createJobFeed(),
+      logger: createLogger({ level: "silent", instance: "bench" }),
+      manager,
+      acks: createStopAcks(),
+      bus: localOnlyBus,
+    },
+    { concurrency: jobs, leaseMs: 120_000, cancelAckMs: 10_000, claimPollMs: 50 },
+  );
+  runner.start();
+
+  const submit = async (tag: string) => {
+    const ids: { id: string; model: string }[] = [];
+    for (let i = 0; i < jobs; i++) {
+      const model = `${tag}-${i}`;
+      const { job } = await insertJob(database.db, {
+        owner: "service:bench",
+        timeoutMs: 3_600_000,
+        maxParallel: 1,
+        executions: [{ key: "chat", provider: "gpu", model, input: { messages: [] } }],
+      });
+      ids.push({ id: job.id, model });
+    }
+    runner.notifyNewWork();
+    await server.allOpen(
+      ids.map((j) => j.model),
+      120_000,
+    );
+    return ids;
+  };
+
+  try {
+    const settle = () => {
+      for (let i = 0; i < 3; i++) gc();
+      return process.memoryUsage();
+    };
+    const base = settle();
+    const first = await submit("one");
+    const loaded = settle();
+
+    const latencies: number[] = [];
+    const acks: number[] = [];
+    const dbMs: number[] = [];
+    const abortToClose: number[] = [];
+    const { cancelJob: cancelInStore } = await import("../src/db/job-transitions.js");
+    const { CancelCause } = await import("../src/runner/causes.js");
+    for (const [n, { id, model }] of first.entries()) {
+      const closed = server.closedAt(model, 10_000);
+      const t0 = now();
+      if (n % 2 === 0) {
+        await runner.cancelJob(id, { actor: "bench" });
+        acks.push(now() - t0);
+        latencies.push((await closed) - t0);
+      } else {
+        await cancelInStore(database.db, id, { actor: "bench" });
+        const t1 = now();
+        dbMs.push(t1 - t0);
+        manager.cancel(id, new CancelCause("cancelled", "bench"));
+        abortToClose.push((await closed) - t1);
+      }
+    }
+    console.error("db transition", summarize(dbMs), "abort->close", summarize(abortToClose));
+
+    const second = await submit("all");
+    const t0 = now();
+    const closes = second.map(({ model }) => server.closedAt(model, 30_000));
+    await Promise.all(second.map(({ id }) => runner.cancelJob(id, { actor: "bench" })));
+    const together = (await Promise.all(closes)).map((at) => at - t0);
+
+    return {
+      jobs,
+      driver: database.driver,
+      oneByOne: summarize(latencies),
+      oneByOneAck: summarize(acks),
+      together: summarize(together),
+      togetherTotalMs: Math.max(...together),
+      heapPerExecutionKb: (loaded.heapUsed - base.heapUsed) / jobs / 1024,
+      rssPerExecutionKb: (loaded.rss - base.rss) / jobs / 1024,
+    };
+  } finally {
+    await runner.stop(0);
+    await providers.close();
+    await agent.close();
+    await drop();
+    server.stop();
+  }
+}
+
+function deadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
