@@ -28,7 +28,6 @@ export interface CancelBenchResult {
   /** All cancelled together: the last close after the common start (ms). */
   togetherTotalMs: number;
   heapPerExecutionKb: number;
-  rssPerExecutionKb: number;
 }
 
 /** The fake provider in its own process: reports opens and closes with absolute times. */
@@ -170,31 +169,21 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
 
     const latencies: number[] = [];
     const acks: number[] = [];
-    const dbMs: number[] = [];
-    const abortToClose: number[] = [];
-    const { cancelJob: cancelInStore } = await import("../src/db/job-transitions.js");
-    const { CancelCause } = await import("../src/runner/causes.js");
-    for (const [n, { id, model }] of first.entries()) {
+    for (const { id, model } of first) {
       const closed = server.closedAt(model, 10_000);
       const t0 = now();
-      if (n % 2 === 0) {
-        await runner.cancelJob(id, { actor: "bench" });
-        acks.push(now() - t0);
-        latencies.push((await closed) - t0);
-      } else {
-        await cancelInStore(database.db, id, { actor: "bench" });
-        const t1 = now();
-        dbMs.push(t1 - t0);
-        manager.cancel(id, new CancelCause("cancelled", "bench"));
-        abortToClose.push((await closed) - t1);
-      }
+      await runner.cancelJob(id, { actor: "bench" });
+      acks.push(now() - t0);
+      latencies.push((await closed) - t0);
     }
-    console.error("db transition", summarize(dbMs), "abort->close", summarize(abortToClose));
 
     const second = await submit("all");
     const t0 = now();
     const closes = second.map(({ model }) => server.closedAt(model, 30_000));
-    await Promise.all(second.map(({ id }) => runner.cancelJob(id, { actor: "bench" })));
+    const calls = second.map(({ id }) => runner.cancelJob(id, { actor: "bench" }));
+    if (process.env.BENCH_DEBUG) console.error("sync part of the cancels took", now() - t0, "ms");
+    await Promise.all(calls);
+    if (process.env.BENCH_DEBUG) console.error("all cancels returned after", now() - t0, "ms");
     const together = (await Promise.all(closes)).map((at) => at - t0);
 
     return {
@@ -205,7 +194,6 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
       together: summarize(together),
       togetherTotalMs: Math.max(...together),
       heapPerExecutionKb: (loaded.heapUsed - base.heapUsed) / jobs / 1024,
-      rssPerExecutionKb: (loaded.rss - base.rss) / jobs / 1024,
     };
   } finally {
     await runner.stop(0);

@@ -77,6 +77,9 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   const log = deps.logger.child({ component: "runner" });
   const claimPollMs = options.claimPollMs ?? 1_000;
   let stopping = false;
+  // False once a claim found fewer jobs than it asked for: the queue is drained,
+  // so a freed slot need not query again before new work is announced or the poll.
+  let mayHaveMore = true;
   let loop: Promise<void> | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
 
@@ -100,10 +103,11 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
             leaseMs: options.leaseMs,
           });
           claimed = jobs.length;
+          mayHaveMore = claimed === free;
           for (const job of jobs) {
             const run = runJob({ ...deps, root }, job).finally(() => {
               active.delete(job.id);
-              wakeup.notify(); // a slot is free
+              if (mayHaveMore) wakeup.notify(); // a slot is free and work may be waiting
             });
             active.set(job.id, run);
           }
@@ -162,7 +166,10 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       loop = claimLoop();
       heartbeat = setInterval(() => void renew(), Math.max(50, Math.floor(options.leaseMs / 3)));
     },
-    notifyNewWork: () => wakeup.notify(),
+    notifyNewWork: () => {
+      mayHaveMore = true;
+      wakeup.notify();
+    },
     cancelJob,
     activeJobs: () => active.size,
     liveContexts: () => childCount(root),
