@@ -113,13 +113,16 @@ describe.each(DRIVERS)("races on %s", (driver) => {
   });
 
   it("concurrent claimers never get the same job, and together claim every job", async () => {
-    const total = 120;
+    const total = 240;
     const submitted = new Set<string>();
     for (let i = 0; i < total; i++) submitted.add((await insertJob(left.db, newJob())).job.id);
     const pools: Database[] =
       driver === "postgres"
         ? [left, right, await t.openAnother(), await t.openAnother()]
         : [left, left, left, left];
+    // Connect every pool first, so that all claimers start together and none
+    // drains the queue while the others are still connecting.
+    await Promise.all(pools.map((pool) => pool.ping()));
     const claimedBy = new Map<string, number>();
     const duplicates: string[] = [];
     await Promise.all(
