@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
-import { cancelJob as cancelInStore } from "../../src/db/job-transitions.js";
+import { cancelJob as cancelInStore, claimJobs } from "../../src/db/job-transitions.js";
 import { localOnlyBus } from "../../src/runner/bus.js";
 import { createCancelService } from "../../src/runner/cancel.js";
 import type { FakeServer } from "../fakes/fake-server.js";
@@ -320,6 +320,22 @@ describe.each(DRIVERS)("runner on %s", (driver) => {
       5000,
       "the socket to close",
     );
+  });
+
+  it("a cancel for a job held by another instance is handed to the bus and reported unacknowledged", async () => {
+    const r = await runner({ demo: { kind: "demo" } }, { cancelAckMs: 100 });
+    await r.runner.stop(0); // this instance claims nothing; "elsewhere" holds the job
+    const { job } = await r.submit(jobOf([{ key: "x", provider: "demo" }]));
+    const [held] = await claimJobs(db, { instance: "elsewhere", limit: 10, leaseMs: 30_000 });
+    expect(held?.id).toBe(job.id);
+    const result = await r.runner.cancelJob(job.id, { actor: "user" });
+    expect(result).toMatchObject({
+      ok: true,
+      previousStatus: "running",
+      contextCancelled: false,
+      stoppedAt: null,
+    });
+    expect(r.published).toEqual([job.id]);
   });
 
   it("stop() past its grace aborts running jobs with cause shutdown and requeues them", async () => {
