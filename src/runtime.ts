@@ -63,6 +63,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
             concurrency: config.runnerConcurrency,
             leaseMs: config.leaseMs,
             cancelAckMs: config.cancelAckMs,
+            maxAttempts: config.maxAttempts,
           },
         );
   runner?.start();

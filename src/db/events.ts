@@ -1,5 +1,6 @@
 import { asc, eq } from "drizzle-orm";
 import type { Db } from "./connection.js";
+import { storableJson } from "./json.js";
 import { type JobEventRow, jobEvents } from "./schema.js";
 
 /** The audit trail's event types (SPEC.md section 3, `GET /jobs/:id/events`). */
@@ -32,7 +33,7 @@ export async function appendEvents(db: Db, events: NewJobEvent[]): Promise<void>
       jobId: e.jobId,
       type: e.type,
       actor: e.actor ?? null,
-      data: e.data ?? {},
+      data: storableJson(e.data ?? {}),
     })),
   );
 }

@@ -1,5 +1,6 @@
 import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
+import { storableJson } from "./json.js";
 import { type ErrorInfo, type ExecutionRow, executions, jobs } from "./schema.js";
 import { type ExecutionStatus, executionStatusesInto } from "./statuses.js";
 
@@ -64,9 +65,9 @@ export async function finishExecution(
     .set({
       status: result.status,
       finishedAt: sql`now()`,
-      output: result.output ?? null,
+      output: storableJson(result.output ?? null),
       partial: failed ? (result.partial ?? false) : false,
-      error: failed ? result.error : null,
+      error: failed ? storableJson(result.error) : null,
     })
     .where(and(eq(executions.id, id), executionGuard(result.status), heldBy(instance)))
     .returning();
@@ -113,7 +114,7 @@ export async function cancelActiveExecutions(
 export async function recordPartialOutput(db: Db, id: string, output: unknown): Promise<boolean> {
   const rows = await db
     .update(executions)
-    .set({ output, partial: true })
+    .set({ output: storableJson(output), partial: true })
     .where(
       and(eq(executions.id, id), eq(executions.status, "cancelled"), isNull(executions.output)),
     )

@@ -327,3 +327,36 @@ export function jobStatuses(db: Db, jobIds: string[]) {
     .from(jobs)
     .where(inArray(jobs.id, jobIds));
 }
+
+/**
+ * running → failed for a job its runner could not carry through (an internal
+ * error, MAX_ATTEMPTS times over): its active executions are cancelled with
+ * the same error. Only the holder can fail it this way.
+ */
+export async function failJob(
+  db: Db,
+  jobId: string,
+  failure: { instance: string; error: ErrorInfo },
+): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(jobs)
+      .set({ status: "failed", finishedAt: sql`now()`, leaseExpiresAt: null, error: failure.error })
+      .where(and(eq(jobs.id, jobId), eq(jobs.instance, failure.instance), jobGuard("failed")))
+      .returning({ attempt: jobs.attempt });
+    if (row === undefined) return false;
+    const stopped = await cancelActiveExecutions(tx, jobId, failure.error);
+    await appendEvent(tx, {
+      jobId,
+      type: "finished",
+      actor: failure.instance,
+      data: {
+        status: "failed",
+        error: failure.error.code,
+        attempt: row.attempt,
+        executions_stopped: stopped,
+      },
+    });
+    return true;
+  });
+}

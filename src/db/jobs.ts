@@ -8,6 +8,7 @@ import {
   insertIdempotencyKey,
   loadIdempotentJobId,
 } from "./idempotency.js";
+import { storableJson } from "./json.js";
 import { type ExecutionRow, executions, type JobRow, jobs } from "./schema.js";
 import type { JobStatus } from "./statuses.js";
 
@@ -65,7 +66,7 @@ export async function insertJob(
         owner: job.owner,
         timeoutMs: job.timeoutMs,
         maxParallel: job.maxParallel,
-        metadata: job.metadata ?? {},
+        metadata: storableJson(job.metadata ?? {}),
       });
       await tx.insert(executions).values(
         job.executions.map((e, position) => ({
@@ -75,7 +76,7 @@ export async function insertJob(
           key: e.key,
           provider: e.provider,
           model: e.model,
-          input: e.input,
+          input: storableJson(e.input),
           dependsOn: e.dependsOn ?? [],
           timeoutMs: e.timeoutMs ?? null,
           retries: e.retries ?? 0,

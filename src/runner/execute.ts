@@ -93,8 +93,11 @@ export async function runExecution(
       },
     });
   }
+  // Only the provider call is inside the try: a failure to record its result
+  // is the store's, not the provider's, and propagates to the job's handling.
+  let output: unknown;
   try {
-    const output = await runWithPolicies(
+    output = await runWithPolicies(
       entry.provider,
       entry.slots,
       {
@@ -128,7 +131,6 @@ export async function runExecution(
       },
       { retries: exec.retries, timeoutMs: exec.timeoutMs },
     );
-    return await settle({ status: "completed", output });
   } catch (err) {
     if (jobCtx.err !== undefined) {
       await Promise.all(writes);
@@ -146,6 +148,7 @@ export async function runExecution(
       partial: partial !== undefined,
     });
   }
+  return settle({ status: "completed", output });
 }
 
 function publishStatus(feed: JobFeed, exec: ExecutionRow, status: string): void {

@@ -9,6 +9,7 @@ import {
 import { appendEvent } from "../db/events.js";
 import { recordPartialOutput, skipExecution } from "../db/executions.js";
 import {
+  failJob,
   finishJob,
   jobStatuses,
   markStopped,
@@ -25,6 +26,8 @@ import type { StopAcks } from "./stop-acks.js";
 
 export interface JobRunDeps extends RunnerEnv {
   manager: JobContextManager;
+  /** Claims of one job before a run that fails internally fails it for good (MAX_ATTEMPTS). */
+  maxAttempts: number;
   acks: StopAcks;
   /** The runner's root context: cancelled only if the runner is torn down. */
   root: Context;
@@ -50,7 +53,33 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
     const partials = await runDag(deps, job, runCtx, cancelJob, log);
     await conclude(deps, job, jobCtx, runCtx, partials, log);
   } catch (err) {
-    log.error({ err }, "job run failed; its lease will lapse and it will be requeued");
+    // Requeued for another attempt, or failed once MAX_ATTEMPTS are spent, so a
+    // job that always breaks its runner cannot loop (nor call its provider) forever.
+    // Both are guarded (running, held here): no-ops if the job already ended. If
+    // the database is what failed, they fail too and the lapsing lease brings it back.
+    if (registered) {
+      const exhausted = job.attempt >= deps.maxAttempts;
+      log.error(
+        { err, attempt: job.attempt },
+        exhausted ? "job run failed; failing the job" : "job run failed; requeueing it",
+      );
+      const message = err instanceof Error ? err.message.slice(0, 300) : String(err);
+      const handled = await (exhausted
+        ? failJob(deps.db, job.id, {
+            instance: deps.instance,
+            error: {
+              code: "runner_error",
+              message: `failed on attempt ${job.attempt}: ${message}`,
+            },
+          })
+        : requeueJob(deps.db, job.id, { instance: deps.instance, cause: "runner_error" })
+      ).catch(() => false);
+      if (!handled) log.warn("could not record the failure; the job's lease will lapse instead");
+      else if (exhausted) deps.feed.publish({ type: "end", jobId: job.id, status: "failed" });
+      else deps.feed.publish({ type: "job", jobId: job.id, status: "queued" });
+    } else {
+      log.error({ err }, "job could not be started on this instance");
+    }
   } finally {
     if (registered) deps.manager.unregister(job.id);
     releaseDeadline();

@@ -23,6 +23,8 @@ export interface RunnerOptions {
   cancelAckMs: number;
   /** The claim poll when no notification of new work comes. */
   claimPollMs?: number;
+  /** Claims of one job before an internal failure fails it (MAX_ATTEMPTS). */
+  maxAttempts?: number;
 }
 
 export interface Runner {
@@ -105,7 +107,10 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
           claimed = jobs.length;
           mayHaveMore = claimed === free;
           for (const job of jobs) {
-            const run = runJob({ ...deps, root }, job).finally(() => {
+            const run = runJob(
+              { ...deps, root, maxAttempts: options.maxAttempts ?? 3 },
+              job,
+            ).finally(() => {
               active.delete(job.id);
               if (mayHaveMore) wakeup.notify(); // a slot is free and work may be waiting
             });

@@ -59,6 +59,7 @@ export async function startRunner(
       leaseMs: options.leaseMs ?? 30_000,
       cancelAckMs: options.cancelAckMs ?? 5_000,
       claimPollMs: options.claimPollMs ?? 200,
+      maxAttempts: options.maxAttempts ?? 3,
     },
   );
   runner.start();

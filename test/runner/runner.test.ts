@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
@@ -263,6 +264,52 @@ describe.each(DRIVERS)("runner on %s", (driver) => {
     expect(await ended).toMatchObject({ status: "completed" });
     expect(peak).toBe(2);
     expect(order.at(-1)).toBe("last");
+  });
+
+  it("a provider answer with NUL and a lone surrogate is stored (as U+FFFD), not a failed write", async () => {
+    const server = await fake(
+      (await import("../fakes/fake-server.js")).startFakeServer((_req, res) => {
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end('{"text":"a\\u0000b\\ud800c"}');
+      }),
+    );
+    const r = await runner({ odd: { kind: "http", url: server.url } });
+    const { job, ended } = await r.submit(jobOf([{ key: "x", provider: "odd" }]));
+    expect(await ended).toMatchObject({ status: "completed" });
+    expect((await reload(db, job.id)).executions[0]?.output).toEqual({ text: "a\ufffdb\ufffdc" });
+  });
+
+  it("a job whose results the database refuses is retried, then failed after MAX_ATTEMPTS, never looping", async () => {
+    // A real refusal by the database, as a constraint would give: a trigger on the output.
+    await db.execute(sql`create or replace function refuse_poison() returns trigger language plpgsql as $$
+      begin raise exception 'poisoned output refused'; end $$`);
+    await db.execute(sql`create trigger refuse_poison before update on executions for each row
+      when (new.output ? 'poison') execute function refuse_poison()`);
+    try {
+      const server = await fake(
+        (await import("../fakes/fake-server.js")).startFakeServer((_req, res) => {
+          res.writeHead(200, { "content-type": "application/json" }).end('{"poison":true}');
+        }),
+      );
+      const r = await runner({ poison: { kind: "http", url: server.url } }, { maxAttempts: 2 });
+      const { job, ended } = await r.submit(jobOf([{ key: "x", provider: "poison" }]));
+      expect(await ended).toMatchObject({ status: "failed" });
+      const after = await reload(db, job.id);
+      expect(after).toMatchObject({
+        status: "failed",
+        attempt: 2,
+        error: { code: "runner_error" },
+      });
+      expect(after.executions[0]?.status).toBe("cancelled");
+      expect(server.requests).toHaveLength(2);
+      const trail = (await listEvents(db, job.id)).map((e) => e.type);
+      expect(trail.filter((t) => t === "requeued")).toHaveLength(1);
+      expect(trail.at(-1)).toBe("finished");
+    } finally {
+      await db.execute(sql`drop trigger refuse_poison on executions`);
+      await db.execute(sql`drop function refuse_poison()`);
+    }
   });
 
   it("an execution naming an unconfigured provider fails as unknown_provider", async () => {
