@@ -1,15 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { messageOf } from "./helpers/errors.js";
 
-function configError(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error("expected a ConfigError");
-}
+const configError = (env: Record<string, string>) => messageOf(() => loadConfig(env), ConfigError);
 
 describe("loadConfig", () => {
   it("gives a development default for everything: embedded database, loopback, port 8080", () => {

@@ -20,6 +20,19 @@ function jobGuard(to: JobStatus) {
 const msInterval = (ms: unknown) => sql`(${ms} * interval '1 millisecond')`;
 
 /**
+ * Locks the job's row for the rest of the transaction and reads its status:
+ * a concurrent transition waits, then re-checks its guard against ours.
+ */
+async function lockJob(tx: Db, jobId: string): Promise<{ status: JobStatus } | undefined> {
+  const [row] = await tx
+    .select({ status: jobs.status })
+    .from(jobs)
+    .where(eq(jobs.id, jobId))
+    .for("update");
+  return row;
+}
+
+/**
  * queued → running for up to `limit` of the oldest queued jobs, skipping
  * those another claimer holds locked (`FOR UPDATE SKIP LOCKED`): two
  * claimers never get the same job. Sets the instance, start, deadline
@@ -86,11 +99,7 @@ export async function cancelJob(
   request: { actor: string; reason?: string | null },
 ): Promise<CancelOutcome> {
   return db.transaction(async (tx): Promise<CancelOutcome> => {
-    const [current] = await tx
-      .select({ status: jobs.status })
-      .from(jobs)
-      .where(eq(jobs.id, jobId))
-      .for("update");
+    const current = await lockJob(tx, jobId);
     if (current === undefined) return { outcome: "not_found" };
     const [job] = await tx
       .update(jobs)
@@ -151,11 +160,7 @@ export type FinishOutcome =
  */
 export async function finishJob(db: Db, jobId: string, actor: string): Promise<FinishOutcome> {
   return db.transaction(async (tx): Promise<FinishOutcome> => {
-    const [current] = await tx
-      .select({ status: jobs.status })
-      .from(jobs)
-      .where(eq(jobs.id, jobId))
-      .for("update");
+    const current = await lockJob(tx, jobId);
     if (current === undefined) return { ok: false, reason: "not_found" };
     if (current.status !== "running") {
       return { ok: false, reason: "not_running", status: current.status };

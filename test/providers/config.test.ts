@@ -8,16 +8,10 @@ import {
   ProvidersConfigError,
   parseProviders,
 } from "../../src/providers/config.js";
+import { messageOf } from "../helpers/errors.js";
 
-function problem(raw: unknown, env: Record<string, string> = {}): string {
-  try {
-    parseProviders(raw, env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProvidersConfigError);
-    return (err as Error).message;
-  }
-  throw new Error("expected a ProvidersConfigError");
-}
+const problem = (raw: unknown, env: Record<string, string> = {}) =>
+  messageOf(() => parseProviders(raw, env), ProvidersConfigError);
 
 describe("provider configuration", () => {
   it("without a file, only demo is configured, with defaults", () => {
