@@ -1,5 +1,12 @@
 import { join } from "node:path";
 import type { Agent } from "undici";
+import {
+  type Authenticator,
+  createAuthenticator,
+  DEFAULT_SERVICE_AUDIENCE,
+  DEFAULT_SERVICE_ISSUER,
+} from "./api/auth/tokens.js";
+import { createStreamRegistry, type StreamRegistry } from "./api/streams.js";
 import type { Config } from "./config.js";
 import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
 import type { Logger } from "./logger.js";
@@ -12,9 +19,13 @@ import { createJobContextManager, type JobContextManager } from "./runner/job-co
 import { createJobFeed, type JobFeed } from "./runner/job-feed.js";
 import { createRunner, type Runner } from "./runner/runner.js";
 import { createStopAcks } from "./runner/stop-acks.js";
+import { resolveSecrets } from "./secrets.js";
 
 /** Everything one quench instance runs, built from its configuration. */
 export interface Runtime {
+  auth: Authenticator;
+  streams: StreamRegistry;
+  notifyNewWork: () => void;
   database: Database;
   providers: ProviderRegistry;
   manager: JobContextManager;
@@ -50,6 +61,17 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     "database ready",
   );
 
+  const secrets = await resolveSecrets(config);
+  const auth = createAuthenticator({
+    sessionSecret: secrets.sessionSecret,
+    service: {
+      secret: secrets.serviceJwtSecret,
+      jwksUrl: config.serviceJwt.jwksUrl,
+      issuer: config.serviceJwt.issuer ?? DEFAULT_SERVICE_ISSUER,
+      audience: config.serviceJwt.audience ?? DEFAULT_SERVICE_AUDIENCE,
+    },
+    agent,
+  });
   const manager = createJobContextManager();
   const feed = createJobFeed();
   const acks = createStopAcks();
@@ -80,6 +102,9 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
   const httpAgent = agent;
   const registry = providers;
   return {
+    auth,
+    streams: createStreamRegistry(),
+    notifyNewWork: () => runner?.notifyNewWork(),
     database,
     providers: registry,
     manager,

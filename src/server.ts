@@ -1,4 +1,5 @@
 import { serve } from "@hono/node-server";
+import { createPublicClient, http } from "viem";
 import { createApp } from "./api/app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
@@ -24,6 +25,24 @@ async function main(): Promise<void> {
     role: config.role,
     runningJobs: () => runtime.manager.count(),
     isDraining: () => draining,
+    api:
+      config.role === "runner"
+        ? undefined
+        : {
+            auth: runtime.auth,
+            providers: runtime.providers,
+            feed: runtime.feed,
+            cancelJob: runtime.cancelJob,
+            notifyNewWork: runtime.notifyNewWork,
+            streams: runtime.streams,
+            siweDomains: config.siweDomains,
+            siweHostFallback: config.env !== "production",
+            siweChainIds: config.siweChainIds,
+            publicClient: config.rpcUrl
+              ? createPublicClient({ transport: http(config.rpcUrl) })
+              : undefined,
+            corsOrigins: config.corsOrigins,
+          },
   });
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) =>
     logger.info({ host: config.host, port: info.port }, "listening"),
@@ -38,6 +57,7 @@ async function main(): Promise<void> {
       if ("closeAllConnections" in server) server.closeAllConnections();
     }, config.shutdownGraceMs);
     force.unref();
+    runtime.streams.closeAll();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     await runtime.stop(config.shutdownGraceMs);
     await closed;

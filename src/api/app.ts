@@ -1,8 +1,44 @@
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import type { PublicClient } from "viem";
 import type { Database } from "../db/connection.js";
 import type { Logger } from "../logger.js";
-import { errorBody, makeErrorHandler } from "./errors.js";
+import type { ProviderRegistry } from "../providers/registry.js";
+import type { CancelService } from "../runner/cancel.js";
+import type { JobFeed } from "../runner/job-feed.js";
+import { requireAuth } from "./auth/middleware.js";
+import type { Authenticator } from "./auth/tokens.js";
+import type { ApiEnv } from "./env.js";
+import { ApiError, errorBody, makeErrorHandler } from "./errors.js";
 import { operationsRoutes } from "./operations.js";
+import { authRoutes } from "./routes/auth.js";
+import { cancelRoutes } from "./routes/cancel.js";
+import { jobsRoutes } from "./routes/jobs.js";
+import { streamRoutes } from "./routes/stream.js";
+import type { StreamRegistry } from "./streams.js";
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+/** What the jobs API needs; absent when the instance only runs jobs (ROLE=runner). */
+export interface JobsApiDeps {
+  auth: Authenticator;
+  providers: ProviderRegistry;
+  feed: JobFeed;
+  cancelJob: CancelService;
+  notifyNewWork: () => void;
+  streams: StreamRegistry;
+  siweDomains: string[];
+  /** Accept the request's host as SIWE domain when SIWE_DOMAINS is empty (development only). */
+  siweHostFallback: boolean;
+  siweChainIds: number[];
+  publicClient?: PublicClient | undefined;
+  corsOrigins: string[];
+  /** SSE tuning, for tests. */
+  stream?: { heartbeatMs?: number; pollMs?: number };
+}
 
 export interface AppDeps {
   database: Database;
@@ -11,25 +47,81 @@ export interface AppDeps {
   role: string;
   runningJobs: () => number;
   isDraining: () => boolean;
+  api?: JobsApiDeps;
 }
 
-/** The HTTP application: every route group mounted on one hono app. */
-export function createApp(deps: AppDeps): Hono {
-  const app = new Hono();
+/** The HTTP application: every route group mounted on one hono app, one error mapper. */
+export function createApp(deps: AppDeps): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
   app.onError(
     makeErrorHandler((err, c) =>
-      deps.logger.error({ err, method: c.req.method, path: c.req.path }, "unhandled error"),
+      (c.get("log") ?? deps.logger).error(
+        { err, method: c.req.method, path: c.req.path },
+        "unhandled error",
+      ),
     ),
   );
+  app.notFound((c) =>
+    c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404),
+  );
+
+  app.use(requestId());
+  app.use(async function requestLog(c, next) {
+    const log = deps.logger.child({ request_id: c.get("requestId") });
+    c.set("log", log);
+    const started = performance.now();
+    await next();
+    log.info(
+      {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - started),
+      },
+      "request",
+    );
+  });
+  app.use(secureHeaders());
   // While draining, every response asks the client to reconnect elsewhere, so
   // keep-alive sockets do not hold server.close() open (DESIGN.md, shutdown).
   app.use(async function connectionCloseWhileDraining(c, next) {
     await next();
     if (deps.isDraining()) c.header("Connection", "close");
   });
-  app.notFound((c) =>
-    c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404),
-  );
+
   app.route("/", operationsRoutes(deps));
+  const api = deps.api;
+  if (api === undefined) return app;
+
+  if (api.corsOrigins.length > 0) {
+    app.use(
+      "/api/*",
+      cors({
+        origin: api.corsOrigins,
+        allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
+        exposeHeaders: ["X-Request-Id", "Retry-After", "Location"],
+        maxAge: 600,
+      }),
+    );
+  }
+  app.use(
+    "/api/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError("payload_too_large", `the body exceeds ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+  const db = deps.database.db;
+  app.route("/api/v1", authRoutes({ db, ...api }));
+  app.use("/api/v1/jobs", requireAuth(api.auth));
+  app.use("/api/v1/jobs/*", requireAuth(api.auth));
+  app.route("/api/v1", cancelRoutes({ db, cancelJob: api.cancelJob }));
+  app.route(
+    "/api/v1",
+    jobsRoutes({ db, providers: api.providers, notifyNewWork: api.notifyNewWork }),
+  );
+  app.route("/api/v1", streamRoutes({ db, feed: api.feed, streams: api.streams, ...api.stream }));
   return app;
 }

@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
 /** SPEC.md section 3's error codes, each with its HTTP status. */
@@ -41,7 +42,12 @@ export function errorBody(code: ErrorCode, message: string, extra: Record<string
 export function makeErrorHandler(log: (err: unknown, c: Context) => void) {
   return function onError(err: Error, c: Context) {
     if (err instanceof ApiError) {
+      if (err.code === "unauthenticated") c.header("WWW-Authenticate", 'Bearer realm="quench"');
       return c.json(errorBody(err.code, err.message, err.extra), ERROR_STATUS[err.code]);
+    }
+    if (err instanceof HTTPException && err.status < 500) {
+      // hono's own refusals (a malformed request it could not route, say) keep the shape too.
+      return c.json(errorBody("invalid_request", err.message || "invalid request"), 400);
     }
     log(err, c);
     return c.json(errorBody("internal", "internal error"), 500);

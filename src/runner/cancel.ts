@@ -48,7 +48,9 @@ export function createCancelService(deps: CancelServiceDeps) {
   return async function cancelJob(
     jobId: string,
     request: { actor: string; reason?: string | null },
+    options: { ackMs?: number } = {},
   ): Promise<CancelResult> {
+    const ackMs = options.ackMs ?? deps.ackMs;
     const waiter = deps.acks.waiter(jobId);
     let commit: (committed: boolean) => void = () => {};
     const committed = new Promise<boolean>((resolve) => {
@@ -95,7 +97,7 @@ export function createCancelService(deps: CancelServiceDeps) {
         // The cancel is committed; if the bus fails, the holder's status check still finds it.
         await deps.bus.publishCancel(jobId).catch(() => {});
       }
-      const ack = await waiter.wait(deps.ackMs);
+      const ack = ackMs > 0 ? await waiter.wait(ackMs) : null;
       return {
         ...base,
         contextCancelled: ack?.contextAborted ?? false,

@@ -1,0 +1,77 @@
+import { getAddress, type Hex, type PublicClient, verifyMessage } from "viem";
+import { parseSiweMessage } from "viem/siwe";
+import type { Db } from "../../db/connection.js";
+import { consumeNonce } from "../../db/nonces.js";
+import { unauthenticated } from "./tokens.js";
+
+const CLOCK_SKEW_MS = 60_000;
+
+export interface SiweCheck {
+  db: Db;
+  /** Domains a message may name (SIWE_DOMAINS, or the host the request reached). */
+  domains: string[];
+  chainIds: number[];
+  /** With RPC_URL: verifies smart-contract wallets (ERC-1271 / ERC-6492) too. */
+  publicClient?: PublicClient | undefined;
+  now?: Date;
+}
+
+/**
+ * Verifies a signed EIP-4361 message and returns the checksummed address.
+ * Fields and times are checked first, then the signature (offline for EOAs),
+ * and only then is the nonce consumed — atomically, so a replay fails and a
+ * forged attempt cannot burn a real user's nonce. Every refusal is a 401 with
+ * a stable `reason`.
+ */
+export async function verifySiwe(
+  check: SiweCheck,
+  body: { message: string; signature: string },
+): Promise<string> {
+  let fields: ReturnType<typeof parseSiweMessage>;
+  try {
+    fields = parseSiweMessage(body.message);
+  } catch {
+    throw unauthenticated("malformed_message", "the message is not an EIP-4361 message");
+  }
+  const { address, domain, nonce, chainId } = fields;
+  if (!address || !domain || !nonce || chainId === undefined) {
+    throw unauthenticated(
+      "malformed_message",
+      "the message lacks its address, domain, nonce or chain id",
+    );
+  }
+  if (!check.domains.includes(domain)) {
+    throw unauthenticated("wrong_domain", `the message is for ${domain}, not for this server`);
+  }
+  if (!check.chainIds.includes(chainId)) {
+    throw unauthenticated("wrong_chain", `chain ${chainId} is not accepted`);
+  }
+  const now = (check.now ?? new Date()).getTime();
+  if (fields.expirationTime && fields.expirationTime.getTime() <= now - CLOCK_SKEW_MS) {
+    throw unauthenticated("message_expired", "the message has expired");
+  }
+  if (fields.notBefore && fields.notBefore.getTime() > now + CLOCK_SKEW_MS) {
+    throw unauthenticated("message_not_yet_valid", "the message is not valid yet");
+  }
+  if (fields.issuedAt && fields.issuedAt.getTime() > now + CLOCK_SKEW_MS) {
+    throw unauthenticated("message_from_the_future", "the message was issued in the future");
+  }
+  if (!/^0x[0-9a-fA-F]+$/.test(body.signature)) {
+    throw unauthenticated("bad_signature", "the signature is not hex");
+  }
+  const signed = { address, message: body.message, signature: body.signature as Hex };
+  let valid: boolean;
+  try {
+    valid = check.publicClient
+      ? await check.publicClient.verifyMessage(signed)
+      : await verifyMessage(signed);
+  } catch {
+    valid = false;
+  }
+  if (!valid) throw unauthenticated("bad_signature", "the signature is not the message address's");
+  const outcome = await consumeNonce(check.db, nonce);
+  if (outcome === "unknown")
+    throw unauthenticated("nonce_invalid", "the nonce is unknown or was already used");
+  if (outcome === "expired") throw unauthenticated("nonce_expired", "the nonce has expired");
+  return getAddress(address);
+}

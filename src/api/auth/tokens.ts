@@ -1,0 +1,199 @@
+import {
+  createRemoteJWKSet,
+  customFetch,
+  decodeJwt,
+  type JWTPayload,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+import { type Dispatcher, fetch as undiciFetch } from "undici";
+import { getAddress, isAddress } from "viem";
+import { ApiError } from "../errors.js";
+import { type Principal, SCOPES, type Scope, WALLET_SCOPES } from "./principal.js";
+
+/** Session tokens name us as issuer and this audience; anything else is a service token. */
+const SESSION_ISSUER = "quench";
+const SESSION_AUDIENCE = "quench-session";
+/** Defaults for development service tokens when SERVICE_JWT_ISSUER / _AUDIENCE are unset. */
+export const DEFAULT_SERVICE_ISSUER = "quench-dev";
+export const DEFAULT_SERVICE_AUDIENCE = "quench";
+const ASYMMETRIC_ALGORITHMS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+const CLOCK_TOLERANCE_S = 30;
+
+export interface AuthOptions {
+  sessionSecret: string;
+  sessionTtlMs?: number;
+  service: {
+    secret: string | undefined;
+    jwksUrl: string | undefined;
+    issuer: string;
+    audience: string;
+  };
+  /** The shared undici agent: JWKS fetches go through it like every outbound request. */
+  agent: Dispatcher;
+}
+
+export interface Authenticator {
+  issueSession(address: string): Promise<{ token: string; expiresAt: Date }>;
+  /** The principal of an `Authorization: Bearer …` header; throws 401 with a `reason`. */
+  authenticate(authorization: string | undefined): Promise<Principal>;
+}
+
+/** 401 with a stable `reason` beside SPEC's code, so a client can tell the failures apart. */
+export function unauthenticated(reason: string, message: string): ApiError {
+  return new ApiError("unauthenticated", message, { reason });
+}
+
+export function createAuthenticator(options: AuthOptions): Authenticator {
+  const sessionKey = new TextEncoder().encode(options.sessionSecret);
+  const sessionTtlMs = options.sessionTtlMs ?? 24 * 3600_000;
+  const { service } = options;
+  const serviceKey =
+    service.secret !== undefined
+      ? new TextEncoder().encode(service.secret)
+      : service.jwksUrl !== undefined
+        ? createRemoteJWKSet(new URL(service.jwksUrl), {
+            timeoutDuration: 5_000,
+            [customFetch]: (url, init) =>
+              undiciFetch(url, {
+                ...(init as object),
+                dispatcher: options.agent,
+              }) as unknown as Promise<Response>,
+          })
+        : undefined;
+
+  async function verifySession(token: string): Promise<Principal> {
+    const { payload } = await verified(() =>
+      jwtVerify(token, sessionKey, {
+        algorithms: ["HS256"],
+        issuer: SESSION_ISSUER,
+        audience: SESSION_AUDIENCE,
+        requiredClaims: ["exp", "sub"],
+        clockTolerance: CLOCK_TOLERANCE_S,
+      }),
+    );
+    if (typeof payload.sub !== "string" || !isAddress(payload.sub)) {
+      throw unauthenticated("claim_invalid", "session token has no wallet address");
+    }
+    return { kind: "wallet", owner: getAddress(payload.sub), scopes: WALLET_SCOPES };
+  }
+
+  async function verifyService(token: string): Promise<Principal> {
+    if (serviceKey === undefined) {
+      throw unauthenticated(
+        "service_tokens_disabled",
+        "service tokens are not configured on this server",
+      );
+    }
+    const verifyOptions = {
+      issuer: service.issuer,
+      audience: service.audience,
+      requiredClaims: ["exp", "iss", "aud", "sub"],
+      clockTolerance: CLOCK_TOLERANCE_S,
+    };
+    const { payload } = await verified(() =>
+      serviceKey instanceof Uint8Array
+        ? jwtVerify(token, serviceKey, { ...verifyOptions, algorithms: ["HS256"] })
+        : jwtVerify(token, serviceKey, { ...verifyOptions, algorithms: ASYMMETRIC_ALGORITHMS }),
+    );
+    if (typeof payload.sub !== "string" || payload.sub === "") {
+      throw unauthenticated("claim_invalid", "service token has no subject");
+    }
+    return { kind: "service", owner: `service:${payload.sub}`, scopes: scopesOf(payload) };
+  }
+
+  return {
+    async issueSession(address) {
+      const expiresAt = new Date(Date.now() + sessionTtlMs);
+      const token = await new SignJWT({})
+        .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+        .setSubject(getAddress(address))
+        .setIssuer(SESSION_ISSUER)
+        .setAudience(SESSION_AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+        .sign(sessionKey);
+      return { token, expiresAt };
+    },
+
+    async authenticate(authorization) {
+      if (authorization === undefined || authorization.trim() === "") {
+        throw unauthenticated("missing_token", "an Authorization: Bearer token is required");
+      }
+      const match = /^Bearer ([A-Za-z0-9_\-.=]+)$/i.exec(authorization.trim());
+      if (match?.[1] === undefined) {
+        throw unauthenticated(
+          "malformed_authorization",
+          "the Authorization header must be 'Bearer <token>'",
+        );
+      }
+      const token = match[1];
+      let claims: JWTPayload;
+      try {
+        claims = decodeJwt(token);
+      } catch {
+        throw unauthenticated("malformed_token", "the bearer token is not a JWT");
+      }
+      const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+      const isSession = claims.iss === SESSION_ISSUER && audiences.includes(SESSION_AUDIENCE);
+      return isSession ? verifySession(token) : verifyService(token);
+    },
+  };
+}
+
+function scopesOf(payload: JWTPayload): ReadonlySet<Scope> {
+  const raw = typeof payload.scope === "string" ? payload.scope.split(" ") : [];
+  return new Set(raw.filter((s): s is Scope => (SCOPES as readonly string[]).includes(s)));
+}
+
+/** Runs a jose verification, turning its errors into 401s with stable reasons. */
+async function verified<T>(verify: () => Promise<T>): Promise<T> {
+  try {
+    return await verify();
+  } catch (err) {
+    const e = err as { code?: string; claim?: string; message?: string };
+    switch (e.code) {
+      case "ERR_JWT_EXPIRED":
+        throw unauthenticated("token_expired", "the token has expired");
+      case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+        throw unauthenticated("bad_signature", "the token's signature does not verify");
+      case "ERR_JOSE_ALG_NOT_ALLOWED":
+      case "ERR_JOSE_NOT_SUPPORTED":
+        throw unauthenticated(
+          "algorithm_not_allowed",
+          "the token's algorithm is not accepted here",
+        );
+      case "ERR_JWT_CLAIM_VALIDATION_FAILED":
+        throw unauthenticated(
+          "claim_invalid",
+          `the token's ${e.claim ?? "claims"} claim is missing or wrong`,
+        );
+      case "ERR_JWKS_NO_MATCHING_KEY":
+      case "ERR_JWKS_MULTIPLE_MATCHING_KEYS":
+        throw unauthenticated(
+          "no_matching_key",
+          "no key of the issuer's key set matches the token",
+        );
+      case "ERR_JWKS_TIMEOUT":
+      case "ERR_JWKS_INVALID":
+        throw unauthenticated("jwks_unavailable", "the issuer's key set could not be fetched");
+      default:
+        throw unauthenticated("invalid_token", "the token is not valid");
+    }
+  }
+}
+
+/** Signs a service token with an HS256 secret: for development (`quench token`) and tests. */
+export async function signServiceToken(
+  secret: string,
+  claims: { sub: string; scopes: Scope[]; issuer: string; audience: string; expiresInS: number },
+): Promise<string> {
+  return new SignJWT({ scope: claims.scopes.join(" ") })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(claims.sub)
+    .setIssuer(claims.issuer)
+    .setAudience(claims.audience)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + claims.expiresInS)
+    .sign(new TextEncoder().encode(secret));
+}

@@ -1,0 +1,49 @@
+import type { JobWithExecutions } from "../db/jobs.js";
+import type { ExecutionRow, JobEventRow } from "../db/schema.js";
+
+/** The job object of SPEC.md section 3: snake_case, ISO-8601 UTC timestamps. */
+export function jobView(job: JobWithExecutions) {
+  return {
+    id: job.id,
+    owner: job.owner,
+    status: job.status,
+    created_at: iso(job.createdAt),
+    started_at: iso(job.startedAt),
+    finished_at: iso(job.finishedAt),
+    deadline_at: iso(job.deadlineAt),
+    cancelled_at: iso(job.cancelledAt),
+    cancelled_by: job.cancelledBy,
+    cancel_reason: job.cancelReason,
+    stopped_at: iso(job.stoppedAt),
+    attempt: job.attempt,
+    instance: job.instance,
+    error: job.error,
+    metadata: job.metadata,
+    executions: job.executions.map(executionView),
+  };
+}
+
+export function executionView(e: ExecutionRow) {
+  return {
+    id: e.id,
+    key: e.key,
+    provider: e.provider,
+    model: e.model,
+    status: e.status,
+    depends_on: e.dependsOn,
+    started_at: iso(e.startedAt),
+    finished_at: iso(e.finishedAt),
+    output: e.output ?? null,
+    partial: e.partial,
+    error: e.error,
+    remote_id: e.remoteId,
+  };
+}
+
+export function eventView(e: JobEventRow) {
+  return { at: e.at.toISOString(), type: e.type, actor: e.actor, data: e.data };
+}
+
+export function iso(date: Date | null): string | null {
+  return date === null ? null : date.toISOString();
+}
