@@ -62,9 +62,12 @@ export async function siweMessage(
 export async function startApi(
   database: Database,
   providers: Record<string, unknown>,
-  options: { sessionTtlMs?: number; jwksUrl?: string; ackMs?: number } = {},
+  options: { sessionTtlMs?: number; jwksUrl?: string; ackMs?: number; concurrency?: number } = {},
 ): Promise<TestApi> {
-  const runner = await startRunner(database.db, providers, { cancelAckMs: options.ackMs ?? 5_000 });
+  const runner = await startRunner(database.db, providers, {
+    cancelAckMs: options.ackMs ?? 5_000,
+    concurrency: options.concurrency ?? 16,
+  });
   const serviceSecret = randomBytes(32).toString("hex");
   const agent = new Agent();
   const auth = createAuthenticator({
