@@ -4,6 +4,7 @@ import postgres from "postgres";
 import { type Database, migrateDatabase, openDatabase } from "../src/db/connection.js";
 import { insertJob } from "../src/db/jobs.js";
 import { createLogger } from "../src/logger.js";
+import { createMetrics } from "../src/metrics.js";
 import { parseProviders } from "../src/providers/config.js";
 import { createHttpAgent } from "../src/providers/http-client.js";
 import { createProviderRegistry } from "../src/providers/registry.js";
@@ -130,6 +131,7 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
       providers,
       feed: createJobFeed(),
       logger: createLogger({ level: "silent", instance: "bench" }),
+      metrics: createMetrics({ runningJobs: () => manager.count(), defaults: false }),
       manager,
       acks: createStopAcks(),
       bus: localOnlyBus,

@@ -10,6 +10,7 @@ import { createStreamRegistry, type StreamRegistry } from "./api/streams.js";
 import type { Config } from "./config.js";
 import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
 import type { Logger } from "./logger.js";
+import { createMetrics, type Metrics } from "./metrics.js";
 import { defaultProviders, loadProvidersFile } from "./providers/config.js";
 import { createHttpAgent } from "./providers/http-client.js";
 import { createProviderRegistry, type ProviderRegistry } from "./providers/registry.js";
@@ -24,6 +25,7 @@ import { resolveSecrets } from "./secrets.js";
 /** Everything one quench instance runs, built from its configuration. */
 export interface Runtime {
   auth: Authenticator;
+  metrics: Metrics;
   streams: StreamRegistry;
   notifyNewWork: () => void;
   database: Database;
@@ -73,9 +75,10 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     agent,
   });
   const manager = createJobContextManager();
+  const metrics = createMetrics({ runningJobs: () => manager.count() });
   const feed = createJobFeed();
   const acks = createStopAcks();
-  const env = { db: database.db, instance: config.instanceId, providers, feed, logger };
+  const env = { db: database.db, instance: config.instanceId, providers, feed, logger, metrics };
   const runner =
     config.role === "api"
       ? undefined
@@ -103,6 +106,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
   const registry = providers;
   return {
     auth,
+    metrics,
     streams: createStreamRegistry(),
     notifyNewWork: () => runner?.notifyNewWork(),
     database,

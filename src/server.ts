@@ -21,6 +21,7 @@ async function main(): Promise<void> {
   const app = createApp({
     database: runtime.database,
     logger,
+    metrics: runtime.metrics,
     instance: config.instanceId,
     role: config.role,
     runningJobs: () => runtime.manager.count(),

@@ -6,6 +6,7 @@ import { secureHeaders } from "hono/secure-headers";
 import type { PublicClient } from "viem";
 import type { Database } from "../db/connection.js";
 import type { Logger } from "../logger.js";
+import type { Metrics } from "../metrics.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { CancelService } from "../runner/cancel.js";
 import type { JobFeed } from "../runner/job-feed.js";
@@ -43,6 +44,7 @@ export interface JobsApiDeps {
 export interface AppDeps {
   database: Database;
   logger: Logger;
+  metrics: Metrics;
   instance: string;
   role: string;
   runningJobs: () => number;
@@ -117,10 +119,15 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/api/v1", authRoutes({ db, ...api }));
   app.use("/api/v1/jobs", requireAuth(api.auth));
   app.use("/api/v1/jobs/*", requireAuth(api.auth));
-  app.route("/api/v1", cancelRoutes({ db, cancelJob: api.cancelJob }));
+  app.route("/api/v1", cancelRoutes({ db, cancelJob: api.cancelJob, metrics: deps.metrics }));
   app.route(
     "/api/v1",
-    jobsRoutes({ db, providers: api.providers, notifyNewWork: api.notifyNewWork }),
+    jobsRoutes({
+      db,
+      providers: api.providers,
+      notifyNewWork: api.notifyNewWork,
+      metrics: deps.metrics,
+    }),
   );
   app.route("/api/v1", streamRoutes({ db, feed: api.feed, streams: api.streams, ...api.stream }));
   return app;

@@ -1,8 +1,10 @@
 import { Hono } from "hono";
 import type { Database } from "../db/connection.js";
+import type { Metrics } from "../metrics.js";
 
 export interface OperationsDeps {
   database: Database;
+  metrics: Metrics;
   instance: string;
   role: string;
   runningJobs: () => number;
@@ -27,6 +29,10 @@ export function operationsRoutes(deps: OperationsDeps): Hono {
     if (body.status === "ok") return c.json(body, 200);
     const message = draining ? "instance is draining" : "database is unreachable";
     return c.json({ ...body, error: { code: "unavailable", message } }, 503);
+  });
+  app.get("/metrics", async (c) => {
+    c.header("content-type", deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
   });
   return app;
 }

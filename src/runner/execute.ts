@@ -4,6 +4,7 @@ import { appendEvent, type JobEventType } from "../db/events.js";
 import { finishExecution, setRemoteId, startExecution } from "../db/executions.js";
 import type { ExecutionRow } from "../db/schema.js";
 import type { Logger } from "../logger.js";
+import type { Metrics } from "../metrics.js";
 import { ProviderError } from "../providers/errors.js";
 import { runWithPolicies } from "../providers/policy.js";
 import type { ProviderRegistry } from "../providers/registry.js";
@@ -16,6 +17,7 @@ export interface RunnerEnv {
   providers: ProviderRegistry;
   feed: JobFeed;
   logger: Logger;
+  metrics: Metrics;
 }
 
 /**
@@ -96,6 +98,8 @@ export async function runExecution(
   // Only the provider call is inside the try: a failure to record its result
   // is the store's, not the provider's, and propagates to the job's handling.
   let output: unknown;
+  const timer = env.metrics.providerCalls.startTimer({ provider: exec.provider });
+  env.metrics.inflightExecutions.inc();
   try {
     output = await runWithPolicies(
       entry.provider,
@@ -133,6 +137,7 @@ export async function runExecution(
     );
   } catch (err) {
     if (jobCtx.err !== undefined) {
+      timer({ outcome: "stopped" });
       await Promise.all(writes);
       return { status: "stopped", partial };
     }
@@ -141,13 +146,17 @@ export async function runExecution(
         ? err
         : new ProviderError("provider_error", `${exec.provider}: unexpected failure`);
     if (!(err instanceof ProviderError)) log.error({ err }, "provider threw an unexpected error");
+    timer({ outcome: failure.code });
     return settle({
       status: "failed",
       error: { code: failure.code, message: failure.message },
       output: partial,
       partial: partial !== undefined,
     });
+  } finally {
+    env.metrics.inflightExecutions.dec();
   }
+  timer({ outcome: "completed" });
   return settle({ status: "completed", output });
 }
 

@@ -75,8 +75,10 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
         : requeueJob(deps.db, job.id, { instance: deps.instance, cause: "runner_error" })
       ).catch(() => false);
       if (!handled) log.warn("could not record the failure; the job's lease will lapse instead");
-      else if (exhausted) deps.feed.publish({ type: "end", jobId: job.id, status: "failed" });
-      else deps.feed.publish({ type: "job", jobId: job.id, status: "queued" });
+      else if (exhausted) {
+        deps.metrics.jobsFinished.inc({ status: "failed" });
+        deps.feed.publish({ type: "end", jobId: job.id, status: "failed" });
+      } else deps.feed.publish({ type: "job", jobId: job.id, status: "queued" });
     } else {
       log.error({ err }, "job could not be started on this instance");
     }
@@ -189,6 +191,11 @@ async function conclude(
   const stopped = async (contextAborted: boolean) => {
     await keepPartials();
     const mark = await markStopped(db, job.id, instance);
+    if (mark) {
+      // Counted where the stop is recorded: once per job, whichever instance ran it.
+      deps.metrics.jobsFinished.inc({ status: "cancelled" });
+      deps.metrics.cancelToStop.observe(mark.cancelToStopMs / 1000);
+    }
     feed.publish({ type: "end", jobId: job.id, status: "cancelled" });
     deps.acks.resolve(job.id, { stoppedAt: mark?.stoppedAt ?? null, contextAborted });
     if (mark) log.info({ cancel_to_stop_ms: mark.cancelToStopMs }, "job stopped");
@@ -226,6 +233,7 @@ async function conclude(
   if (runCtx.err === DeadlineExceeded) {
     if (await timeOutJob(db, job.id, instance)) {
       await keepPartials();
+      deps.metrics.jobsFinished.inc({ status: "timed_out" });
       feed.publish({ type: "end", jobId: job.id, status: "timed_out" });
       log.info("job timed out");
     } else {
@@ -235,6 +243,7 @@ async function conclude(
   }
   const finished = await finishJob(db, job.id, instance);
   if (finished.ok) {
+    deps.metrics.jobsFinished.inc({ status: finished.status });
     feed.publish({ type: "end", jobId: job.id, status: finished.status });
     log.info({ status: finished.status }, "job finished");
   } else if (finished.reason === "not_running" && finished.status === "cancelled") {

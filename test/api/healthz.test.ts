@@ -2,12 +2,14 @@ import { describe, expect, it } from "vitest";
 import { type AppDeps, createApp } from "../../src/api/app.js";
 import type { Database } from "../../src/db/connection.js";
 import { createLogger } from "../../src/logger.js";
+import { createMetrics } from "../../src/metrics.js";
 import { createTestDatabase, DRIVERS, useTestDatabase } from "../helpers/databases.js";
 
 function appWith(database: Database, overrides: Partial<AppDeps> = {}) {
   return createApp({
     database,
     logger: createLogger({ level: "silent", instance: "i-1" }),
+    metrics: createMetrics({ runningJobs: () => 3, defaults: false }),
     instance: "i-1",
     role: "all",
     runningJobs: () => 3,

@@ -373,4 +373,34 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
       expect(body.results[2]?.previous_status).toBe("cancelled");
     });
   });
+
+  it("GET /metrics counts submissions, cancels by outcome, cancel-to-stop and running jobs", async () => {
+    const token = await api.signIn(newWallet());
+    const { body } = await submit(token, job("metrics-1"));
+    await slow.waitFor(
+      () => slow.forModel("metrics-1").length === 1,
+      10_000,
+      "the provider request",
+    );
+    await api.call("POST", `/api/v1/jobs/${body.id}/cancel`, { token });
+    await api.call("POST", `/api/v1/jobs/${body.id}/cancel`, { token });
+    const res = await api.call("GET", "/metrics");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    const text = await res.text();
+    const value = (series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1]);
+    expect(value("quench_jobs_submitted_total")).toBeGreaterThanOrEqual(1);
+    expect(value('quench_cancel_requests_total{outcome="cancelled"}')).toBeGreaterThanOrEqual(1);
+    expect(value('quench_cancel_requests_total{outcome="not_cancellable"}')).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(value('quench_jobs_finished_total{status="cancelled"}')).toBeGreaterThanOrEqual(1);
+    expect(value("quench_cancel_to_stop_seconds_count")).toBeGreaterThanOrEqual(1);
+    expect(value("quench_running_jobs")).toBeGreaterThanOrEqual(0);
+    expect(text).toContain("quench_inflight_executions");
+    expect(text).toMatch(
+      /quench_provider_request_duration_seconds_count\{provider="slow",outcome="stopped"\} \d+/,
+    );
+  });
 });

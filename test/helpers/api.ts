@@ -85,6 +85,7 @@ export async function startApi(
   const app = createApp({
     database,
     logger: createLogger({ level: "silent", instance: "api-test" }),
+    metrics: runner.metrics,
     instance: "api-test",
     role: "all",
     runningJobs: () => runner.manager.count(),

@@ -2,6 +2,7 @@ import { Agent } from "undici";
 import type { Db } from "../../src/db/connection.js";
 import { insertJob, type JobWithExecutions, type NewJob } from "../../src/db/jobs.js";
 import { createLogger } from "../../src/logger.js";
+import { createMetrics, type Metrics } from "../../src/metrics.js";
 import { parseProviders } from "../../src/providers/config.js";
 import { createProviderRegistry, type ProviderRegistry } from "../../src/providers/registry.js";
 import type { CancelBus } from "../../src/runner/bus.js";
@@ -20,6 +21,7 @@ export interface RunningRunner {
   feed: JobFeed;
   acks: StopAcks;
   providers: ProviderRegistry;
+  metrics: Metrics;
   published: string[];
   /** Submits a job and resolves when the runner has published its end. */
   submit(job: NewJob): Promise<{ job: JobWithExecutions; ended: Promise<FeedEvent> }>;
@@ -38,6 +40,7 @@ export async function startRunner(
   const feed = createJobFeed();
   const acks = createStopAcks();
   const published: string[] = [];
+  const metrics = createMetrics({ runningJobs: () => manager.count(), defaults: false });
   const bus: CancelBus = {
     publishCancel: async (jobId) => {
       published.push(jobId);
@@ -50,6 +53,7 @@ export async function startRunner(
       providers,
       feed,
       logger: createLogger({ level: "silent", instance: "runner-test" }),
+      metrics,
       manager,
       acks,
       bus,
@@ -69,6 +73,7 @@ export async function startRunner(
     feed,
     acks,
     providers,
+    metrics,
     published,
     async submit(newJob) {
       const { job } = await insertJob(db, newJob);

@@ -1,8 +1,9 @@
 import { Hono } from "hono";
 import pMap from "p-map";
 import type { Db } from "../../db/connection.js";
+import type { Metrics } from "../../metrics.js";
 import type { CancelResult, CancelService } from "../../runner/cancel.js";
-import { requireScope } from "../auth/principal.js";
+import { type Principal, requireScope } from "../auth/principal.js";
 import type { ApiEnv } from "../env.js";
 import { ApiError } from "../errors.js";
 import { jobFor } from "../job-access.js";
@@ -13,6 +14,7 @@ import { parse, readJson } from "../validation.js";
 export interface CancelRoutesDeps {
   db: Db;
   cancelJob: CancelService;
+  metrics: Metrics;
 }
 
 /** How many cancels of one bulk request run at once. */
@@ -22,17 +24,34 @@ const BULK_CONCURRENCY = 16;
 export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
+  /** Cancels one job for `principal`, counting the outcome; refusals throw ApiError. */
+  async function cancelOne(
+    principal: Principal,
+    id: string,
+    reason: string | null,
+    options: { ackMs?: number } = {},
+  ): Promise<Extract<CancelResult, { ok: true }>> {
+    try {
+      const job = await jobFor(deps.db, principal, id, "jobs:cancel");
+      const result = await deps.cancelJob(job.id, { actor: principal.owner, reason }, options);
+      if (!result.ok) throw refusal(result);
+      deps.metrics.cancelRequests.inc({ outcome: "cancelled" });
+      // No runner records the stop of a job cancelled while queued: count it here.
+      if (result.previousStatus === "queued")
+        deps.metrics.jobsFinished.inc({ status: "cancelled" });
+      return result;
+    } catch (err) {
+      if (err instanceof ApiError) deps.metrics.cancelRequests.inc({ outcome: err.code });
+      throw err;
+    }
+  }
+
   app.post("/jobs/:id/cancel", async (c) => {
     const principal = c.get("principal");
-    const job = await jobFor(deps.db, principal, c.req.param("id"), "jobs:cancel");
     const body = parse(cancelSchema, await readJson(c, { optional: true }), "body");
-    const result = await deps.cancelJob(job.id, {
-      actor: principal.owner,
-      reason: body?.reason ?? null,
-    });
-    if (!result.ok) throw refusal(result);
+    const result = await cancelOne(principal, c.req.param("id"), body?.reason ?? null);
     c.get("log").info(
-      { job_id: job.id, actor: principal.owner, context_cancelled: result.contextCancelled },
+      { job_id: result.jobId, actor: principal.owner, context_cancelled: result.contextCancelled },
       "job cancelled",
     );
     return c.json({
@@ -53,27 +72,16 @@ export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
     const body = parse(bulkCancelSchema, await readJson(c), "body");
     const one = async (id: string) => {
       try {
-        const job = await jobFor(deps.db, principal, id, "jobs:cancel");
         // No wait for each stop acknowledgement: the bulk answer carries no stopped_at.
-        const result = await deps.cancelJob(
-          job.id,
-          { actor: principal.owner, reason: body.reason ?? null },
-          { ackMs: 0 },
-        );
-        if (result.ok) return { job_id: id, ok: true, previous_status: result.previousStatus };
-        const error = refusal(result);
-        return {
-          job_id: id,
-          ok: false,
-          previous_status: result.code === "not_cancellable" ? result.status : null,
-          error: { code: error.code, message: error.message },
-        };
+        const result = await cancelOne(principal, id, body.reason ?? null, { ackMs: 0 });
+        return { job_id: id, ok: true, previous_status: result.previousStatus };
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
+        const status = err.extra.status;
         return {
           job_id: id,
           ok: false,
-          previous_status: null,
+          previous_status: typeof status === "string" ? status : null,
           error: { code: err.code, message: err.message },
         };
       }

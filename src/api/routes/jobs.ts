@@ -5,6 +5,7 @@ import type { Db } from "../../db/connection.js";
 import { listEvents } from "../../db/events.js";
 import { IdempotencyConflictError } from "../../db/idempotency.js";
 import { insertJob, type JobCursor, listJobs } from "../../db/jobs.js";
+import type { Metrics } from "../../metrics.js";
 import type { ProviderRegistry } from "../../providers/registry.js";
 import { isAdmin, type Principal, requireScope } from "../auth/principal.js";
 import type { ApiEnv } from "../env.js";
@@ -19,6 +20,7 @@ export interface JobsRoutesDeps {
   providers: ProviderRegistry;
   /** Wakes this instance's runner: new work was submitted. */
   notifyNewWork: () => void;
+  metrics: Metrics;
 }
 
 /** `POST /jobs`, `GET /jobs`, `GET /jobs/:id`, `GET /jobs/:id/events` (SPEC.md section 3). */
@@ -73,6 +75,7 @@ export function jobsRoutes(deps: JobsRoutesDeps): Hono<ApiEnv> {
             }),
       });
       if (created) {
+        deps.metrics.jobsSubmitted.inc();
         deps.notifyNewWork();
         c.get("log").info({ job_id: job.id, owner }, "job submitted");
       }
