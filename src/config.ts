@@ -101,6 +101,9 @@ const schema = z.object({
   CORS_ORIGINS: list,
   PROVIDERS_FILE: optionalString,
   LOG_LEVEL: z.preprocess(blankToUndefined, z.enum(LOG_LEVELS).default("info")),
+  RATE_LIMIT_SIGNIN: int(30, 0, 1_000_000),
+  RATE_LIMIT_SUBMIT: int(600, 0, 1_000_000),
+  RATE_LIMIT_CANCEL: int(1_200, 0, 1_000_000),
 });
 
 export type Role = "all" | "api" | "runner";
@@ -133,6 +136,10 @@ export interface Config {
   corsOrigins: string[];
   providersFile: string | undefined;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Requests per minute: sign-in per client address, submit and cancel per principal; 0 turns one off. */
+  rateLimits: { signIn: number; submit: number; cancel: number };
+  /** Running on fly.io (FLY_MACHINE_ID set): its proxy's Fly-Client-IP header can be trusted. */
+  onFly: boolean;
 }
 
 const MIN_SECRET_BYTES = 32;
@@ -202,6 +209,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: e.CORS_ORIGINS,
     providersFile: e.PROVIDERS_FILE,
     logLevel: e.LOG_LEVEL,
+    rateLimits: { signIn: e.RATE_LIMIT_SIGNIN, submit: e.RATE_LIMIT_SUBMIT, cancel: e.RATE_LIMIT_CANCEL },
+    onFly: e.FLY_MACHINE_ID !== undefined,
   };
 }
 

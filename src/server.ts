@@ -43,6 +43,8 @@ async function main(): Promise<void> {
               ? createPublicClient({ transport: http(config.rpcUrl) })
               : undefined,
             corsOrigins: config.corsOrigins,
+            rateLimits: config.rateLimits,
+            trustFlyClientIp: config.onFly,
           },
   });
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) =>

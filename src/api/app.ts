@@ -15,6 +15,7 @@ import type { Authenticator } from "./auth/tokens.js";
 import type { ApiEnv } from "./env.js";
 import { ApiError, errorBody, makeErrorHandler } from "./errors.js";
 import { operationsRoutes } from "./operations.js";
+import { clientAddress, rateLimit } from "./rate-limit.js";
 import { authRoutes } from "./routes/auth.js";
 import { cancelRoutes } from "./routes/cancel.js";
 import { jobsRoutes } from "./routes/jobs.js";
@@ -37,6 +38,8 @@ export interface JobsApiDeps {
   siweChainIds: number[];
   publicClient?: PublicClient | undefined;
   corsOrigins: string[];
+  rateLimits: { signIn: number; submit: number; cancel: number };
+  trustFlyClientIp: boolean;
   /** SSE tuning, for tests. */
   stream?: { heartbeatMs?: number; pollMs?: number };
 }
@@ -116,9 +119,19 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     }),
   );
   const db = deps.database.db;
+  const principal = (c: { get(key: "principal"): { owner: string } }) => c.get("principal").owner;
+  app.use(
+    "/api/v1/auth/*",
+    rateLimit(api.rateLimits.signIn, "sign-in", (c) => clientAddress(c, api.trustFlyClientIp)),
+  );
   app.route("/api/v1", authRoutes({ db, ...api }));
   app.use("/api/v1/jobs", requireAuth(api.auth));
   app.use("/api/v1/jobs/*", requireAuth(api.auth));
+  app.use("/api/v1/jobs", rateLimit(api.rateLimits.submit, "submit", principal, (c) => c.req.method === "POST"));
+  app.use(
+    "/api/v1/jobs/*",
+    rateLimit(api.rateLimits.cancel, "cancel", principal, (c) => c.req.method === "POST" && c.req.path.endsWith("/cancel")),
+  );
   app.route("/api/v1", cancelRoutes({ db, cancelJob: api.cancelJob, metrics: deps.metrics }));
   app.route(
     "/api/v1",

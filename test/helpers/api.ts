@@ -62,7 +62,13 @@ export async function siweMessage(
 export async function startApi(
   database: Database,
   providers: Record<string, unknown>,
-  options: { sessionTtlMs?: number; jwksUrl?: string; ackMs?: number; concurrency?: number } = {},
+  options: {
+    sessionTtlMs?: number;
+    jwksUrl?: string;
+    ackMs?: number;
+    concurrency?: number;
+    rateLimits?: { signIn: number; submit: number; cancel: number };
+  } = {},
 ): Promise<TestApi> {
   const runner = await startRunner(database.db, providers, {
     cancelAckMs: options.ackMs ?? 5_000,
@@ -101,6 +107,8 @@ export async function startApi(
       siweHostFallback: false,
       siweChainIds: [1, 8453],
       corsOrigins: ["https://portal.test"],
+      rateLimits: options.rateLimits ?? { signIn: 0, submit: 0, cancel: 0 },
+      trustFlyClientIp: false,
       stream: { heartbeatMs: 200, pollMs: 100 },
     },
   });

@@ -1,0 +1,49 @@
+import { getConnInfo } from "@hono/node-server/conninfo";
+import type { Context, MiddlewareHandler } from "hono";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import type { ApiEnv } from "./env.js";
+import { ApiError } from "./errors.js";
+
+/**
+ * A per-key limit of `perMinute` requests (0 turns it off). Over it: 429
+ * `rate_limited` with `Retry-After`. In memory, so each instance counts its
+ * own share: behind a load balancer the effective limit scales with instances.
+ */
+export function rateLimit(
+  perMinute: number,
+  what: string,
+  keyOf: (c: Context<ApiEnv>) => string,
+  applies: (c: Context<ApiEnv>) => boolean = () => true,
+): MiddlewareHandler<ApiEnv> {
+  const limiter = perMinute > 0 ? new RateLimiterMemory({ points: perMinute, duration: 60 }) : undefined;
+  return async function rateLimited(c, next) {
+    if (limiter !== undefined && applies(c)) {
+      try {
+        await limiter.consume(keyOf(c));
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) throw err;
+        const retryAfterS = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
+        c.header("Retry-After", String(retryAfterS));
+        throw new ApiError("rate_limited", `too many ${what} requests; retry in ${retryAfterS} s`, {
+          retry_after_s: retryAfterS,
+        });
+      }
+    }
+    await next();
+  };
+}
+
+/**
+ * The client's address: fly.io's `Fly-Client-IP` when running there (its
+ * proxy sets it), else the socket's. Elsewhere the header is ignored: anyone
+ * could send it to dodge a limit.
+ */
+export function clientAddress(c: Context, trustFlyClientIp: boolean): string {
+  const fly = c.req.header("fly-client-ip");
+  if (trustFlyClientIp && fly) return fly;
+  try {
+    return getConnInfo(c).remote.address ?? "unknown";
+  } catch {
+    return "unknown"; // requests made in process (tests) have no socket
+  }
+}
