@@ -209,7 +209,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: e.CORS_ORIGINS,
     providersFile: e.PROVIDERS_FILE,
     logLevel: e.LOG_LEVEL,
-    rateLimits: { signIn: e.RATE_LIMIT_SIGNIN, submit: e.RATE_LIMIT_SUBMIT, cancel: e.RATE_LIMIT_CANCEL },
+    rateLimits: {
+      signIn: e.RATE_LIMIT_SIGNIN,
+      submit: e.RATE_LIMIT_SUBMIT,
+      cancel: e.RATE_LIMIT_CANCEL,
+    },
     onFly: e.FLY_MACHINE_ID !== undefined,
   };
 }

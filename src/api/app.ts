@@ -127,10 +127,18 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/api/v1", authRoutes({ db, ...api }));
   app.use("/api/v1/jobs", requireAuth(api.auth));
   app.use("/api/v1/jobs/*", requireAuth(api.auth));
-  app.use("/api/v1/jobs", rateLimit(api.rateLimits.submit, "submit", principal, (c) => c.req.method === "POST"));
+  app.use(
+    "/api/v1/jobs",
+    rateLimit(api.rateLimits.submit, "submit", principal, (c) => c.req.method === "POST"),
+  );
   app.use(
     "/api/v1/jobs/*",
-    rateLimit(api.rateLimits.cancel, "cancel", principal, (c) => c.req.method === "POST" && c.req.path.endsWith("/cancel")),
+    rateLimit(
+      api.rateLimits.cancel,
+      "cancel",
+      principal,
+      (c) => c.req.method === "POST" && c.req.path.endsWith("/cancel"),
+    ),
   );
   app.route("/api/v1", cancelRoutes({ db, cancelJob: api.cancelJob, metrics: deps.metrics }));
   app.route(

@@ -15,7 +15,8 @@ export function rateLimit(
   keyOf: (c: Context<ApiEnv>) => string,
   applies: (c: Context<ApiEnv>) => boolean = () => true,
 ): MiddlewareHandler<ApiEnv> {
-  const limiter = perMinute > 0 ? new RateLimiterMemory({ points: perMinute, duration: 60 }) : undefined;
+  const limiter =
+    perMinute > 0 ? new RateLimiterMemory({ points: perMinute, duration: 60 }) : undefined;
   return async function rateLimited(c, next) {
     if (limiter !== undefined && applies(c)) {
       try {
