@@ -1,7 +1,13 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import {
+  DEFAULT_SERVICE_AUDIENCE,
+  DEFAULT_SERVICE_ISSUER,
+  signServiceToken,
+} from "../../src/api/auth/tokens.js";
+import { openDatabase } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { getJob, insertJob } from "../../src/db/jobs.js";
 import { createTestDatabase } from "../helpers/databases.js";
@@ -162,4 +168,81 @@ describe("npm start (src/server.ts as a real process)", () => {
       }
     },
   );
+
+  it("SIGTERM mid-job: grace, then the job is aborted with cause shutdown and requeued, SSE ends, exit 0 in time", async () => {
+    const dir = await tempDir();
+    const providers = join(dir, "providers.json");
+    await writeFile(
+      providers,
+      JSON.stringify({ slow: { kind: "demo", tokens_per_second: 5, max_tokens: 10_000 } }),
+    );
+    const graceMs = 400;
+    const server = spawnEntry("src/server.ts", {
+      DATA_DIR: dir,
+      PORT: "0",
+      PROVIDERS_FILE: providers,
+      SHUTDOWN_GRACE_MS: String(graceMs),
+      INSTANCE_ID: "draining",
+    });
+    procs.push(server);
+    const { port } = await waitForLogLine(server, (l) => l.msg === "listening", 30_000);
+    const base = `http://127.0.0.1:${port}/api/v1`;
+    const secrets = JSON.parse(await readFile(join(dir, "secrets.json"), "utf8")) as {
+      service_jwt_secret: string;
+    };
+    const token = await signServiceToken(secrets.service_jwt_secret, {
+      sub: "ops",
+      scopes: ["jobs:submit", "jobs:read"],
+      issuer: DEFAULT_SERVICE_ISSUER,
+      audience: DEFAULT_SERVICE_AUDIENCE,
+      expiresInS: 600,
+    });
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const submitted = await fetch(`${base}/jobs`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({
+        executions: [{ key: "chat", provider: "slow", model: "m", input: { messages: [] } }],
+      }),
+    });
+    expect(submitted.status).toBe(201);
+    const { id } = (await submitted.json()) as { id: string };
+    const stream = await fetch(`${base}/jobs/${id}/stream`, { headers });
+    const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let seen = "";
+    while (!seen.includes('"status":"running"') || !seen.includes("event: progress")) {
+      const { value, done } = await withDeadline(
+        reader.read(),
+        15_000,
+        "no progress on the stream",
+      );
+      if (done) throw new Error(`stream ended early: ${seen}`);
+      seen += decoder.decode(value, { stream: true });
+    }
+    const started = performance.now();
+    server.child.kill("SIGTERM");
+    const streamEnded = (async () => {
+      for (;;) {
+        const { done } = await reader.read();
+        if (done) return true;
+      }
+    })();
+    expect(await server.exited(graceMs + 5_000)).toBe(0);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(graceMs - 50); // the job was given its grace
+    expect(elapsed).toBeLessThan(graceMs + 3_000);
+    expect(await withDeadline(streamEnded, 5_000, "the SSE stream did not end")).toBe(true);
+
+    const database = await openDatabase({ dataDir: join(dir, "pglite") });
+    try {
+      const job = await getJob(database.db, id);
+      expect(job).toMatchObject({ status: "queued", instance: null, attempt: 1 });
+      expect(job?.executions[0]?.status).toBe("pending");
+      const last = (await listEvents(database.db, id)).at(-1);
+      expect(last).toMatchObject({ type: "requeued", data: { cause: "shutdown" } });
+    } finally {
+      await database.close();
+    }
+  });
 });
