@@ -145,6 +145,9 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       );
       const lost = held.filter((id) => !renewed.has(id));
       for (const job of await jobStatuses(deps.db, lost)) {
+        // A job may have ended since it was listed: only a context still held is aborted
+        // (cancelling an unregistered id would leave a remembered cancel behind).
+        if (!deps.manager.isRunning(job.id)) continue;
         if (job.status === "cancelled") {
           deps.manager.cancel(
             job.id,
