@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { Database } from "../db/connection.js";
 import type { Metrics } from "../metrics.js";
+import { buildOpenApi } from "./openapi.js";
 
 export interface OperationsDeps {
   database: Database;
@@ -29,6 +30,11 @@ export function operationsRoutes(deps: OperationsDeps): Hono {
     if (body.status === "ok") return c.json(body, 200);
     const message = draining ? "instance is draining" : "database is unreachable";
     return c.json({ ...body, error: { code: "unavailable", message } }, 503);
+  });
+  let openapi: Record<string, unknown> | undefined;
+  app.get("/openapi.json", (c) => {
+    openapi ??= buildOpenApi();
+    return c.json(openapi);
   });
   app.get("/metrics", async (c) => {
     c.header("content-type", deps.metrics.registry.contentType);
