@@ -15,7 +15,7 @@ import { createRunner } from "../src/runner/runner.js";
 import { createStopAcks } from "../src/runner/stop-acks.js";
 import { type Stats, summarize } from "./stats.js";
 
-const now = () => performance.timeOrigin + performance.now();
+export const now = () => performance.timeOrigin + performance.now();
 
 export interface CancelBenchResult {
   jobs: number;
@@ -32,7 +32,7 @@ export interface CancelBenchResult {
 }
 
 /** The fake provider in its own process: reports opens and closes with absolute times. */
-async function startStreamServer() {
+export async function startStreamServer() {
   const child: ChildProcess = fork(new URL("./stream-server.mjs", import.meta.url), {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -86,7 +86,7 @@ async function startStreamServer() {
   };
 }
 
-async function benchDatabase(): Promise<{ database: Database; drop: () => Promise<void> }> {
+export async function benchDatabase(): Promise<{ database: Database; drop: () => Promise<void> }> {
   const url = process.env.DATABASE_URL;
   if (!url) {
     const database = await openDatabase({ dataDir: null });
@@ -206,7 +206,7 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
   }
 }
 
-function deadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+export function deadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     promise,

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
             feed: runtime.feed,
             cancelJob: runtime.cancelJob,
             notifyNewWork: runtime.notifyNewWork,
+            heldOwner: (id) => runtime.runner?.heldOwner(id),
             streams: runtime.streams,
             siweDomains: config.siweDomains,
             siweHostFallback: config.env !== "production",

@@ -31,6 +31,8 @@ export interface JobsApiDeps {
   feed: JobFeed;
   cancelJob: CancelService;
   notifyNewWork: () => void;
+  /** The owner of a job this instance's runner holds; undefined when not held (or no runner). */
+  heldOwner: (jobId: string) => string | undefined;
   streams: StreamRegistry;
   siweDomains: string[];
   /** Accept the request's host as SIWE domain when SIWE_DOMAINS is empty (development only). */
@@ -140,7 +142,10 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
       (c) => c.req.method === "POST" && c.req.path.endsWith("/cancel"),
     ),
   );
-  app.route("/api/v1", cancelRoutes({ db, cancelJob: api.cancelJob, metrics: deps.metrics }));
+  app.route(
+    "/api/v1",
+    cancelRoutes({ db, cancelJob: api.cancelJob, metrics: deps.metrics, heldOwner: api.heldOwner }),
+  );
   app.route(
     "/api/v1",
     jobsRoutes({

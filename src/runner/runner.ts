@@ -40,6 +40,11 @@ export interface Runner {
    */
   stop(graceMs: number): Promise<void>;
   activeJobs(): number;
+  /**
+   * The owner of a job this runner holds, from its claim: lets a cancel be
+   * authorized without a database read before the abort. Undefined if not held.
+   */
+  heldOwner(jobId: string): string | undefined;
   /** Job contexts still linked under the runner's root (0 when idle: a leak shows here). */
   liveContexts(): number;
 }
@@ -75,6 +80,7 @@ function createWakeup() {
 export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   const [root, cancelRoot] = withCancelCause(background());
   const active = new Map<string, Promise<void>>();
+  const owners = new Map<string, string>();
   const wakeup = createWakeup();
   const log = deps.logger.child({ component: "runner" });
   const claimPollMs = options.claimPollMs ?? 1_000;
@@ -107,11 +113,13 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
           claimed = jobs.length;
           mayHaveMore = claimed === free;
           for (const job of jobs) {
+            owners.set(job.id, job.owner);
             const run = runJob(
               { ...deps, root, maxAttempts: options.maxAttempts ?? 3 },
               job,
             ).finally(() => {
               active.delete(job.id);
+              owners.delete(job.id);
               if (mayHaveMore) wakeup.notify(); // a slot is free and work may be waiting
             });
             active.set(job.id, run);
@@ -180,6 +188,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     },
     cancelJob,
     activeJobs: () => active.size,
+    heldOwner: (jobId) => owners.get(jobId),
     liveContexts: () => childCount(root),
     async stop(graceMs) {
       stopping = true;

@@ -320,6 +320,30 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
       });
     });
 
+    it("a job held here is authorized from memory: another wallet or a token without the scope gets 403", async () => {
+      const alice = await api.signIn(newWallet());
+      const { body } = await submit(alice, job("held-elsewhere-owner"));
+      await slow.waitFor(
+        () => slow.forModel("held-elsewhere-owner").length === 1,
+        10_000,
+        "the job to run",
+      );
+      expect(api.runner.runner.heldOwner(body.id)).toBe(body.owner);
+      const bob = await api.signIn(newWallet());
+      const res = await api.call("POST", `/api/v1/jobs/${body.id}/cancel`, { token: bob });
+      expect(res.status).toBe(403);
+      expect(await res.json()).toMatchObject({ error: { code: "forbidden" } });
+      const readOnly = await api.serviceToken("ro", ["jobs:read"]);
+      expect(
+        (await api.call("POST", `/api/v1/jobs/${body.id}/cancel`, { token: readOnly })).status,
+      ).toBe(403);
+      expect(slow.forModel("held-elsewhere-owner")[0]?.closedAt).toBeUndefined();
+      const after = (await (
+        await api.call("GET", `/api/v1/jobs/${body.id}`, { token: alice })
+      ).json()) as { status: string };
+      expect(after.status).toBe("running");
+    });
+
     it("an admin cancels any job, recorded in cancelled_by", async () => {
       const owner = await api.signIn(newWallet());
       const { body } = await submit(owner, job("admin-cancel"));

@@ -102,6 +102,7 @@ export async function startApi(
       feed: runner.feed,
       cancelJob: runner.runner.cancelJob,
       notifyNewWork: () => runner.runner.notifyNewWork(),
+      heldOwner: (id) => runner.runner.heldOwner(id),
       streams,
       siweDomains: [HOST],
       siweHostFallback: false,

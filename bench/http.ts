@@ -1,0 +1,196 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import pMap from "p-map";
+import { Agent, request } from "undici";
+import { createApp } from "../src/api/app.js";
+import { createAuthenticator, signServiceToken } from "../src/api/auth/tokens.js";
+import { createStreamRegistry } from "../src/api/streams.js";
+import { createLogger } from "../src/logger.js";
+import { createMetrics } from "../src/metrics.js";
+import { parseProviders } from "../src/providers/config.js";
+import { createHttpAgent } from "../src/providers/http-client.js";
+import { createProviderRegistry } from "../src/providers/registry.js";
+import { localOnlyBus } from "../src/runner/bus.js";
+import { createJobContextManager } from "../src/runner/job-context-manager.js";
+import { createJobFeed } from "../src/runner/job-feed.js";
+import { createRunner } from "../src/runner/runner.js";
+import { createStopAcks } from "../src/runner/stop-acks.js";
+import { benchDatabase, now, startStreamServer } from "./cancel.js";
+import { type Stats, summarize } from "./stats.js";
+
+export interface HttpBenchResult {
+  driver: string;
+  jobs: number;
+  /** Sending POST /jobs/:id/cancel → the provider process saw the socket close (ms). */
+  cancelToClose: Stats;
+  /** The same requests: sending → the 200 response (ms), which waits for the stop acknowledgement. */
+  cancelResponse: Stats;
+  submitted: number;
+  submitSeconds: number;
+  submitsPerSecond: number;
+  /** GET /jobs/:id while the submit loop runs (ms). */
+  getDuringLoad: Stats;
+}
+
+const SECRET = "b".repeat(64);
+
+/**
+ * End to end through HTTP on one instance: the API and the runner in one
+ * process (as `npm start` runs them), clients on loopback through undici.
+ */
+export async function httpBench(
+  options: { jobs?: number; submits?: number; concurrency?: number } = {},
+): Promise<HttpBenchResult> {
+  const jobs = options.jobs ?? 1_000;
+  const submits = options.submits ?? 2_000;
+  const concurrency = options.concurrency ?? 16;
+  const fake = await startStreamServer();
+  const { database, drop } = await benchDatabase();
+  const agent = createHttpAgent();
+  const providers = await createProviderRegistry(
+    parseProviders(
+      { gpu: { kind: "openai", base_url: fake.url, max_concurrency: jobs, stall_ms: 600_000 } },
+      {},
+    ),
+    agent,
+  );
+  const manager = createJobContextManager();
+  const feed = createJobFeed();
+  const acks = createStopAcks();
+  const logger = createLogger({ level: "silent", instance: "bench" });
+  const metrics = createMetrics({ runningJobs: () => manager.count(), defaults: false });
+  const runner = createRunner(
+    {
+      db: database.db,
+      instance: "bench",
+      providers,
+      feed,
+      logger,
+      metrics,
+      manager,
+      acks,
+      bus: localOnlyBus,
+    },
+    { concurrency: jobs, leaseMs: 120_000, cancelAckMs: 2_000, claimPollMs: 50 },
+  );
+  runner.start();
+  const auth = createAuthenticator({
+    sessionSecret: SECRET,
+    service: { secret: SECRET, jwksUrl: undefined, issuer: "bench", audience: "quench" },
+    agent,
+  });
+  const app = createApp({
+    database,
+    logger,
+    metrics,
+    instance: "bench",
+    role: "all",
+    runningJobs: () => manager.count(),
+    isDraining: () => false,
+    api: {
+      auth,
+      providers,
+      feed,
+      cancelJob: runner.cancelJob,
+      notifyNewWork: () => runner.notifyNewWork(),
+      heldOwner: (id) => runner.heldOwner(id),
+      streams: createStreamRegistry(),
+      siweDomains: ["bench"],
+      siweHostFallback: false,
+      siweChainIds: [1],
+      corsOrigins: [],
+      rateLimits: { signIn: 0, submit: 0, cancel: 0 },
+      trustFlyClientIp: false,
+    },
+  });
+  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
+  await new Promise((resolve) => server.once("listening", resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`;
+  const client = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
+  const token = await signServiceToken(SECRET, {
+    sub: "bench",
+    scopes: ["jobs:admin"],
+    issuer: "bench",
+    audience: "quench",
+    expiresInS: 3_600,
+  });
+  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+  const call = async (method: "GET" | "POST", path: string, body?: unknown) => {
+    const res = await request(`${base}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      dispatcher: client,
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 400) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
+    return JSON.parse(text) as { id: string };
+  };
+  const submit = (model: string) =>
+    call("POST", "/jobs", {
+      executions: [{ key: "chat", provider: "gpu", model, input: { messages: [] } }],
+    });
+
+  try {
+    // 1. Cancel through HTTP, jobs streaming.
+    const running = await pMap(
+      Array.from({ length: jobs }, (_, i) => `http-${i}`),
+      async (model) => ({ model, id: (await submit(model)).id }),
+      { concurrency },
+    );
+    await fake.allOpen(
+      running.map((j) => j.model),
+      120_000,
+    );
+    const toClose: number[] = [];
+    const toResponse: number[] = [];
+    for (const { id, model } of running) {
+      const closed = fake.closedAt(model, 10_000);
+      const t0 = now();
+      await call("POST", `/jobs/${id}/cancel`, {});
+      toResponse.push(now() - t0);
+      toClose.push((await closed) - t0);
+    }
+
+    // 2. Submit rate, with GET /jobs/:id measured under that load. The runner is
+    // stopped first: the figure is the API's and the store's, not the runner's.
+    await runner.stop(0);
+    const probe = (await submit("probe")).id;
+    let submitting = true;
+    const gets: number[] = [];
+    const getter = (async () => {
+      while (submitting && gets.length < 100_000) {
+        const t0 = performance.now();
+        await call("GET", `/jobs/${probe}`);
+        gets.push(performance.now() - t0);
+      }
+    })();
+    const started = performance.now();
+    await pMap(
+      Array.from({ length: submits }, (_, i) => `load-${i}`),
+      submit,
+      { concurrency },
+    );
+    const seconds = (performance.now() - started) / 1000;
+    submitting = false;
+    await getter;
+    return {
+      driver: database.driver,
+      jobs,
+      cancelToClose: summarize(toClose),
+      cancelResponse: summarize(toResponse),
+      submitted: submits,
+      submitSeconds: seconds,
+      submitsPerSecond: submits / seconds,
+      getDuringLoad: summarize(gets),
+    };
+  } finally {
+    await runner.stop(0);
+    await new Promise((resolve) => server.close(resolve));
+    await client.close();
+    await providers.close();
+    await agent.close();
+    await drop();
+    fake.stop();
+  }
+}
