@@ -1,10 +1,11 @@
 import { availableParallelism, cpus } from "node:os";
 import { cancelBench } from "./cancel.js";
 import { contextBench } from "./context.js";
+import { httpBench } from "./http.js";
 import { fmt, type Stats } from "./stats.js";
 
 /**
- * `npm run bench [context|cancel]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http]`: prints Markdown ready for BENCHMARKS.md.
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
  * database it creates and drops) when that is set.
@@ -77,4 +78,25 @@ if (only === undefined || only === "cancel") {
   console.log(
     `Targets (p50 < 1 ms, p99 < 5 ms, all closed < 200 ms, < 50 KB per execution): ${ok ? "met" : "MISSED"}`,
   );
+}
+
+if (only === undefined || only === "http") {
+  const r = await httpBench();
+  const row = (name: string, s: Stats) =>
+    `| ${name} | ${fmt(s.median)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.min)} |`;
+  console.log(`\n## HTTP: cancel and submit through the API, database ${r.driver} (ms)\n`);
+  console.log(
+    `${r.jobs.toLocaleString("en")} jobs streaming at once (fake provider in its own process); API and runner in one process;`,
+  );
+  console.log("clients over loopback with undici, a service token (HS256).\n");
+  console.log("| measurement | median | p95 | p99 | min |");
+  console.log("|---|---|---|---|---|");
+  console.log(row("POST /jobs/:id/cancel sent → provider socket closed", r.cancelToClose));
+  console.log(row("POST /jobs/:id/cancel sent → 200 received (with stopped_at)", r.cancelResponse));
+  console.log(row("GET /jobs/:id during the submit load", r.getDuringLoad));
+  console.log(
+    `\nSubmit rate: ${r.submitted.toLocaleString("en")} POST /jobs (16 at a time) in ${fmt(r.submitSeconds)} s = ${fmt(r.submitsPerSecond, 0)} jobs/s.\n`,
+  );
+  const ok = r.cancelToClose.median < 3 && r.cancelToClose.p99 < 10;
+  console.log(`Targets (cancel → close p50 < 3 ms, p99 < 10 ms): ${ok ? "met" : "MISSED"}`);
 }
