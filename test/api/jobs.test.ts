@@ -427,4 +427,26 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
       /quench_provider_request_duration_seconds_count\{provider="slow",outcome="stopped"\} \d+/,
     );
   });
+
+  it("answers CORS only for CORS_ORIGINS, and sets secure headers and a request id", async () => {
+    const preflight = (origin: string) =>
+      api.call("OPTIONS", "/api/v1/jobs", {
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization",
+        },
+      });
+    const allowed = await preflight("https://portal.test");
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("https://portal.test");
+    expect(allowed.headers.get("access-control-allow-headers")?.toLowerCase()).toContain(
+      "authorization",
+    );
+    const other = await preflight("https://evil.test");
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    const res = await api.call("GET", "/api/v1/jobs", { headers: { "x-request-id": "trace-123" } });
+    expect(res.headers.get("x-request-id")).toBe("trace-123");
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(res.headers.get("x-frame-options")).toBe("SAMEORIGIN");
+  });
 });
