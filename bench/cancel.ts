@@ -110,35 +110,42 @@ export async function benchDatabase(): Promise<{ database: Database; drop: () =>
   };
 }
 
-export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc === undefined) throw new Error("run with node --expose-gc");
-  const server = await startStreamServer();
-  const { database, drop } = await benchDatabase();
+/**
+ * A started runner of `jobs` slots on `db`, whose one provider (`gpu`, the
+ * openai kind) streams from `providerUrl`: what both cancel benchmarks measure.
+ */
+export async function startBenchRunner(db: Database["db"], providerUrl: string, jobs: number) {
   const agent = createHttpAgent();
   const providers = await createProviderRegistry(
     parseProviders(
-      { gpu: { kind: "openai", base_url: server.url, max_concurrency: jobs, stall_ms: 600_000 } },
+      { gpu: { kind: "openai", base_url: providerUrl, max_concurrency: jobs, stall_ms: 600_000 } },
       {},
     ),
     agent,
   );
   const manager = createJobContextManager();
+  const feed = createJobFeed();
+  const acks = createStopAcks();
+  const logger = createLogger({ level: "silent", instance: "bench" });
+  const metrics = createMetrics({ runningJobs: () => manager.count(), defaults: false });
   const runner = createRunner(
-    {
-      db: database.db,
-      instance: "bench",
-      providers,
-      feed: createJobFeed(),
-      logger: createLogger({ level: "silent", instance: "bench" }),
-      metrics: createMetrics({ runningJobs: () => manager.count(), defaults: false }),
-      manager,
-      acks: createStopAcks(),
-      bus: localOnlyBus,
-    },
+    { db, instance: "bench", providers, feed, logger, metrics, manager, acks, bus: localOnlyBus },
     { concurrency: jobs, leaseMs: 120_000, cancelAckMs: 10_000, claimPollMs: 50 },
   );
   runner.start();
+  return { runner, manager, providers, agent, feed, logger, metrics };
+}
+
+export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error("run with node --expose-gc");
+  const server = await startStreamServer();
+  const { database, drop } = await benchDatabase();
+  const { runner, manager, providers, agent } = await startBenchRunner(
+    database.db,
+    server.url,
+    jobs,
+  );
 
   const submit = async (tag: string) => {
     const ids: { id: string; model: string }[] = [];

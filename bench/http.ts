@@ -15,7 +15,7 @@ import { createJobContextManager } from "../src/runner/job-context-manager.js";
 import { createJobFeed } from "../src/runner/job-feed.js";
 import { createRunner } from "../src/runner/runner.js";
 import { createStopAcks } from "../src/runner/stop-acks.js";
-import { benchDatabase, now, startStreamServer } from "./cancel.js";
+import { benchDatabase, now, startBenchRunner, startStreamServer } from "./cancel.js";
 import { type Stats, summarize } from "./stats.js";
 
 export interface HttpBenchResult {
@@ -46,34 +46,11 @@ export async function httpBench(
   const concurrency = options.concurrency ?? 16;
   const fake = await startStreamServer();
   const { database, drop } = await benchDatabase();
-  const agent = createHttpAgent();
-  const providers = await createProviderRegistry(
-    parseProviders(
-      { gpu: { kind: "openai", base_url: fake.url, max_concurrency: jobs, stall_ms: 600_000 } },
-      {},
-    ),
-    agent,
+  const { runner, manager, providers, agent, feed, logger, metrics } = await startBenchRunner(
+    database.db,
+    fake.url,
+    jobs,
   );
-  const manager = createJobContextManager();
-  const feed = createJobFeed();
-  const acks = createStopAcks();
-  const logger = createLogger({ level: "silent", instance: "bench" });
-  const metrics = createMetrics({ runningJobs: () => manager.count(), defaults: false });
-  const runner = createRunner(
-    {
-      db: database.db,
-      instance: "bench",
-      providers,
-      feed,
-      logger,
-      metrics,
-      manager,
-      acks,
-      bus: localOnlyBus,
-    },
-    { concurrency: jobs, leaseMs: 120_000, cancelAckMs: 2_000, claimPollMs: 50 },
-  );
-  runner.start();
   const auth = createAuthenticator({
     sessionSecret: SECRET,
     service: { secret: SECRET, jwksUrl: undefined, issuer: "bench", audience: "quench" },

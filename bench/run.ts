@@ -14,6 +14,9 @@ import { fmt, type Stats } from "./stats.js";
 // the source maps tsx turns on (they make every error's stack costly to read).
 process.setSourceMapsEnabled(false);
 const only = process.argv[2];
+/** A Markdown table row of a latency distribution (median, p95, p99, min). */
+const row = (name: string, s: Stats) =>
+  `| ${name} | ${fmt(s.median)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.min)} |`;
 const machine = `${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "unknown CPU"}), Node ${process.version}`;
 console.log(
   `# quench benchmarks\n\nMachine: ${machine}. Date: ${new Date().toISOString().slice(0, 10)}.\n`,
