@@ -233,7 +233,12 @@ export async function timeOutJob(db: Db, jobId: string, actor: string): Promise<
 export async function requeueJob(
   db: Db,
   jobId: string,
-  requeue: { instance: string; cause: string },
+  requeue: {
+    instance: string;
+    cause: string;
+    /** False for a shutdown: the claim is given back, so it does not count towards MAX_ATTEMPTS. */
+    countAttempt?: boolean;
+  },
 ): Promise<boolean> {
   return db.transaction(async (tx) => {
     const [row] = await tx
@@ -244,6 +249,9 @@ export async function requeueJob(
         startedAt: null,
         deadlineAt: null,
         leaseExpiresAt: null,
+        ...(requeue.countAttempt === false
+          ? { attempt: sql`greatest(${jobs.attempt} - 1, 0)` }
+          : {}),
       })
       .where(and(eq(jobs.id, jobId), eq(jobs.instance, requeue.instance), jobGuard("queued")))
       .returning({ attempt: jobs.attempt });

@@ -222,7 +222,7 @@ async function conclude(
     return;
   }
   if (isCause(why, "shutdown")) {
-    if (await requeueJob(db, job.id, { instance, cause: "shutdown" })) {
+    if (await requeueJob(db, job.id, { instance, cause: "shutdown", countAttempt: false })) {
       feed.publish({ type: "job", jobId: job.id, status: "queued" });
       log.info("job requeued for another instance");
     } else {

@@ -237,7 +237,7 @@ describe("npm start (src/server.ts as a real process)", () => {
     const database = await openDatabase({ dataDir: join(dir, "pglite") });
     try {
       const job = await getJob(database.db, id);
-      expect(job).toMatchObject({ status: "queued", instance: null, attempt: 1 });
+      expect(job).toMatchObject({ status: "queued", instance: null, attempt: 0 }); // a shutdown gives its claim back
       expect(job?.executions[0]?.status).toBe("pending");
       const last = (await listEvents(database.db, id)).at(-1);
       expect(last).toMatchObject({ type: "requeued", data: { cause: "shutdown" } });

@@ -1,0 +1,87 @@
+import { and, asc, eq, sql } from "drizzle-orm";
+import type { Db } from "./connection.js";
+import { appendEvent } from "./events.js";
+import { cancelActiveExecutions, executionGuard } from "./executions.js";
+import { executions, jobs } from "./schema.js";
+
+export interface Reaped {
+  requeued: string[];
+  failed: string[];
+}
+
+/**
+ * Jobs whose runner stopped renewing their lease (it died, or lost the
+ * database): requeued with cause `runner_lost`, or failed with error
+ * `runner_lost` once MAX_ATTEMPTS claims were spent. Running executions go
+ * back to pending (or are cancelled with the job). Any instance may reap:
+ * `SKIP LOCKED` keeps two reapers off the same job, and every update re-checks
+ * the lapsed lease, so a renewal that lands first wins.
+ */
+export async function reapExpiredLeases(
+  db: Db,
+  reap: { actor: string; maxAttempts: number; limit?: number },
+): Promise<Reaped> {
+  return db.transaction(async (tx) => {
+    const lapsed = and(eq(jobs.status, "running"), sql`${jobs.leaseExpiresAt} < now()`);
+    const expired = await tx
+      .select({ id: jobs.id, attempt: jobs.attempt, instance: jobs.instance })
+      .from(jobs)
+      .where(lapsed)
+      .orderBy(asc(jobs.leaseExpiresAt))
+      .limit(reap.limit ?? 100)
+      .for("update", { skipLocked: true });
+    const reaped: Reaped = { requeued: [], failed: [] };
+    for (const job of expired) {
+      const lost = {
+        code: "runner_lost",
+        message: `runner ${job.instance ?? "?"} stopped renewing the job's lease`,
+      };
+      if (job.attempt >= reap.maxAttempts) {
+        const [row] = await tx
+          .update(jobs)
+          .set({ status: "failed", finishedAt: sql`now()`, leaseExpiresAt: null, error: lost })
+          .where(and(eq(jobs.id, job.id), lapsed))
+          .returning({ id: jobs.id });
+        if (row === undefined) continue;
+        await cancelActiveExecutions(tx, job.id, lost);
+        await appendEvent(tx, {
+          jobId: job.id,
+          type: "finished",
+          actor: reap.actor,
+          data: {
+            status: "failed",
+            error: "runner_lost",
+            attempt: job.attempt,
+            lost_instance: job.instance,
+          },
+        });
+        reaped.failed.push(job.id);
+        continue;
+      }
+      const [row] = await tx
+        .update(jobs)
+        .set({
+          status: "queued",
+          instance: null,
+          startedAt: null,
+          deadlineAt: null,
+          leaseExpiresAt: null,
+        })
+        .where(and(eq(jobs.id, job.id), lapsed))
+        .returning({ id: jobs.id });
+      if (row === undefined) continue;
+      await tx
+        .update(executions)
+        .set({ status: "pending", startedAt: null, output: null, partial: false, error: null })
+        .where(and(eq(executions.jobId, job.id), executionGuard("pending")));
+      await appendEvent(tx, {
+        jobId: job.id,
+        type: "requeued",
+        actor: reap.actor,
+        data: { cause: "runner_lost", attempt: job.attempt, lost_instance: job.instance },
+      });
+      reaped.requeued.push(job.id);
+    }
+    return reaped;
+  });
+}

@@ -1,0 +1,88 @@
+import { eq, sql } from "drizzle-orm";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Db } from "../../src/db/connection.js";
+import { listEvents } from "../../src/db/events.js";
+import { startExecution } from "../../src/db/executions.js";
+import { renewLeases } from "../../src/db/job-transitions.js";
+import { reapExpiredLeases } from "../../src/db/reaper.js";
+import { jobs } from "../../src/db/schema.js";
+import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
+import { claimOnly, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
+
+describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
+  let db: Db;
+  useTestDatabase(driver, (fresh) => {
+    db = fresh.database.db;
+  });
+  afterEach(async () => {
+    await db.delete(jobs); // each test claims "the" queued job: start from none
+  });
+
+  /** A running job (one execution started) whose runner has gone silent. */
+  async function abandoned(attempts = 1) {
+    const job = await submit(db, newJob({}, ["a", "b"]));
+    await claimOnly(db, job.id);
+    await startExecution(db, job.executions[0]?.id ?? "", INSTANCE);
+    await db
+      .update(jobs)
+      .set({ attempt: attempts, leaseExpiresAt: sql`now() - interval '1 second'` })
+      .where(eq(jobs.id, job.id));
+    return job;
+  }
+
+  it("requeues a job whose lease lapsed, its running executions back to pending", async () => {
+    const job = await abandoned();
+    const reaped = await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 });
+    expect(reaped).toEqual({ requeued: [job.id], failed: [] });
+    const after = await reload(db, job.id);
+    expect(after).toMatchObject({ status: "queued", instance: null, attempt: 1 });
+    expect(after.executions.map((e) => e.status)).toEqual(["pending", "pending"]);
+    expect((await listEvents(db, job.id)).at(-1)).toMatchObject({
+      type: "requeued",
+      actor: "reaper",
+      data: { cause: "runner_lost", lost_instance: INSTANCE },
+    });
+  });
+
+  it("fails it with runner_lost once MAX_ATTEMPTS claims are spent", async () => {
+    const job = await abandoned(2);
+    expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 2 })).toEqual({
+      requeued: [],
+      failed: [job.id],
+    });
+    const after = await reload(db, job.id);
+    expect(after).toMatchObject({ status: "failed", attempt: 2, error: { code: "runner_lost" } });
+    expect(after.executions.map((e) => e.status)).toEqual(["cancelled", "cancelled"]);
+  });
+
+  it("leaves a job whose lease is live, or was renewed in time, alone", async () => {
+    const job = await submit(db);
+    await claimOnly(db, job.id);
+    expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).toEqual({
+      requeued: [],
+      failed: [],
+    });
+    await db
+      .update(jobs)
+      .set({ leaseExpiresAt: sql`now() - interval '1 second'` })
+      .where(eq(jobs.id, job.id));
+    expect(
+      await renewLeases(db, { instance: INSTANCE, jobIds: [job.id], leaseMs: 30_000 }),
+    ).toEqual([job.id]);
+    expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).toEqual({
+      requeued: [],
+      failed: [],
+    });
+    expect((await reload(db, job.id)).status).toBe("running");
+  });
+
+  it("two reapers at once reap each job once", async () => {
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await abandoned()).id);
+    const [a, b] = await Promise.all([
+      reapExpiredLeases(db, { actor: "a", maxAttempts: 3 }),
+      reapExpiredLeases(db, { actor: "b", maxAttempts: 3 }),
+    ]);
+    expect([...a.requeued, ...b.requeued].sort()).toEqual([...ids].sort());
+  });
+});
