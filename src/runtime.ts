@@ -7,14 +7,15 @@ import {
   DEFAULT_SERVICE_ISSUER,
 } from "./api/auth/tokens.js";
 import { createStreamRegistry, type StreamRegistry } from "./api/streams.js";
+import { createClusterBus } from "./cluster/pg-bus.js";
 import type { Config } from "./config.js";
 import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
+import { reapExpiredLeases } from "./db/reaper.js";
 import type { Logger } from "./logger.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { defaultProviders, loadProvidersFile } from "./providers/config.js";
 import { createHttpAgent } from "./providers/http-client.js";
 import { createProviderRegistry, type ProviderRegistry } from "./providers/registry.js";
-import { localOnlyBus } from "./runner/bus.js";
 import { type CancelService, createCancelService } from "./runner/cancel.js";
 import { createJobContextManager, type JobContextManager } from "./runner/job-context-manager.js";
 import { createJobFeed, type JobFeed } from "./runner/job-feed.js";
@@ -74,6 +75,12 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     },
     agent,
   });
+  const bus = createClusterBus({
+    database,
+    databaseUrl: config.databaseUrl,
+    instance: config.instanceId,
+    logger,
+  });
   const manager = createJobContextManager();
   const metrics = createMetrics({ runningJobs: () => manager.count() });
   const feed = createJobFeed();
@@ -83,24 +90,48 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     config.role === "api"
       ? undefined
       : createRunner(
-          { ...env, manager, acks, bus: localOnlyBus },
+          { ...env, manager, acks, bus },
           {
             concurrency: config.runnerConcurrency,
             leaseMs: config.leaseMs,
             cancelAckMs: config.cancelAckMs,
             maxAttempts: config.maxAttempts,
+            cancelPollMs: config.cancelPollMs,
           },
         );
+  await bus.start({
+    onCancel: (jobId) => void runner?.checkHeld([jobId]),
+    onStopped: (jobId, ack) => acks.resolve(jobId, ack),
+    onNewWork: () => runner?.notifyNewWork(),
+    onListen: () => void runner?.checkHeld(manager.jobIds()),
+  });
   runner?.start();
   const cancelJob =
     runner?.cancelJob ??
-    createCancelService({
-      db: database.db,
-      manager,
-      bus: localOnlyBus,
-      acks,
-      ackMs: config.cancelAckMs,
-    });
+    createCancelService({ db: database.db, manager, bus, acks, ackMs: config.cancelAckMs });
+  const notifyNewWork = () => {
+    runner?.notifyNewWork();
+    void bus.publishNewWork();
+  };
+  // Any instance, whatever its role, reaps jobs whose runner stopped renewing their lease.
+  const reaper = setInterval(
+    () =>
+      void reapExpiredLeases(database.db, {
+        actor: config.instanceId,
+        maxAttempts: config.maxAttempts,
+      })
+        .then((reaped) => {
+          if (reaped.requeued.length + reaped.failed.length === 0) return;
+          logger.warn(
+            { requeued: reaped.requeued, failed: reaped.failed },
+            "reaped the jobs of a lost runner",
+          );
+          for (const _ of reaped.failed) metrics.jobsFinished.inc({ status: "failed" });
+          if (reaped.requeued.length > 0) notifyNewWork();
+        })
+        .catch((err: unknown) => logger.error({ err }, "reaping failed")),
+    Math.max(100, Math.floor(config.leaseMs / 3)),
+  );
 
   const httpAgent = agent;
   const registry = providers;
@@ -108,7 +139,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     auth,
     metrics,
     streams: createStreamRegistry(),
-    notifyNewWork: () => runner?.notifyNewWork(),
+    notifyNewWork,
     database,
     providers: registry,
     manager,
@@ -116,7 +147,9 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     runner,
     cancelJob,
     async stop(graceMs) {
+      clearInterval(reaper);
       await runner?.stop(graceMs);
+      await bus.close();
       await registry.close();
       await httpAgent.close();
       await database.close();

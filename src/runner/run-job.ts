@@ -18,6 +18,7 @@ import {
 } from "../db/job-transitions.js";
 import type { JobWithExecutions } from "../db/jobs.js";
 import type { Logger } from "../logger.js";
+import type { CancelBus } from "./bus.js";
 import { CancelCause, isCause } from "./causes.js";
 import { type DagNode, nextStep, stuck } from "./dag.js";
 import { type RunnerEnv, runExecution } from "./execute.js";
@@ -26,6 +27,7 @@ import type { StopAcks } from "./stop-acks.js";
 
 export interface JobRunDeps extends RunnerEnv {
   manager: JobContextManager;
+  bus: CancelBus;
   /** Claims of one job before a run that fails internally fails it for good (MAX_ATTEMPTS). */
   maxAttempts: number;
   acks: StopAcks;
@@ -197,7 +199,10 @@ async function conclude(
       deps.metrics.cancelToStop.observe(mark.cancelToStopMs / 1000);
     }
     feed.publish({ type: "end", jobId: job.id, status: "cancelled" });
-    deps.acks.resolve(job.id, { stoppedAt: mark?.stoppedAt ?? null, contextAborted });
+    const ack = { stoppedAt: mark?.stoppedAt ?? null, contextAborted };
+    deps.acks.resolve(job.id, ack);
+    // The cancel may have been taken by another instance: tell it too.
+    void deps.bus.publishStopped(job.id, ack);
     if (mark) log.info({ cancel_to_stop_ms: mark.cancelToStopMs }, "job stopped");
   };
 

@@ -25,6 +25,8 @@ export interface RunnerOptions {
   claimPollMs?: number;
   /** Claims of one job before an internal failure fails it (MAX_ATTEMPTS). */
   maxAttempts?: number;
+  /** How often held jobs' statuses are re-checked (CANCEL_POLL_MS): the fallback for a lost notification. */
+  cancelPollMs?: number;
 }
 
 export interface Runner {
@@ -40,6 +42,11 @@ export interface Runner {
    */
   stop(graceMs: number): Promise<void>;
   activeJobs(): number;
+  /**
+   * Re-reads the statuses of these held jobs (one query) and aborts those
+   * cancelled in the store, or taken over by another instance.
+   */
+  checkHeld(jobIds: string[]): Promise<void>;
   /**
    * The owner of a job this runner holds, from its claim: lets a cancel be
    * authorized without a database read before the abort. Undefined if not held.
@@ -90,6 +97,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   let mayHaveMore = true;
   let loop: Promise<void> | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
+  let poll: NodeJS.Timeout | undefined;
 
   const cancelJob = createCancelService({
     db: deps.db,
@@ -134,25 +142,11 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     }
   }
 
-  /**
-   * One UPDATE renews every held lease. A held job that was not renewed has
-   * left `running` on this instance: cancelled by a request another instance
-   * took (a notification we missed), or reaped. Its context is aborted with
-   * the matching cause.
-   */
-  async function renew(): Promise<void> {
-    const held = deps.manager.jobIds();
+  async function checkHeld(jobIds: string[]): Promise<void> {
+    const held = jobIds.filter((id) => deps.manager.isRunning(id));
     if (held.length === 0) return;
     try {
-      const renewed = new Set(
-        await renewLeases(deps.db, {
-          instance: deps.instance,
-          jobIds: held,
-          leaseMs: options.leaseMs,
-        }),
-      );
-      const lost = held.filter((id) => !renewed.has(id));
-      for (const job of await jobStatuses(deps.db, lost)) {
+      for (const job of await jobStatuses(deps.db, held)) {
         // A job may have ended since it was listed: only a context still held is aborted
         // (cancelling an unregistered id would leave a remembered cancel behind).
         if (!deps.manager.isRunning(job.id)) continue;
@@ -172,6 +166,24 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
         }
       }
     } catch (err) {
+      log.error({ err }, "checking held jobs failed");
+    }
+  }
+
+  /** One UPDATE renews every held lease; a held job not renewed has left `running` here. */
+  async function renew(): Promise<void> {
+    const held = deps.manager.jobIds();
+    if (held.length === 0) return;
+    try {
+      const renewed = new Set(
+        await renewLeases(deps.db, {
+          instance: deps.instance,
+          jobIds: held,
+          leaseMs: options.leaseMs,
+        }),
+      );
+      await checkHeld(held.filter((id) => !renewed.has(id)));
+    } catch (err) {
       log.error({ err }, "lease renewal failed");
     }
   }
@@ -181,6 +193,8 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       if (loop !== undefined) return;
       loop = claimLoop();
       heartbeat = setInterval(() => void renew(), Math.max(50, Math.floor(options.leaseMs / 3)));
+      const pollMs = options.cancelPollMs ?? 2_000;
+      poll = setInterval(() => void checkHeld(deps.manager.jobIds()), Math.max(20, pollMs));
     },
     notifyNewWork: () => {
       mayHaveMore = true;
@@ -189,6 +203,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     cancelJob,
     activeJobs: () => active.size,
     heldOwner: (jobId) => owners.get(jobId),
+    checkHeld,
     liveContexts: () => childCount(root),
     async stop(graceMs) {
       stopping = true;
@@ -208,6 +223,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       }
       clearTimeout(timer);
       clearInterval(heartbeat);
+      clearInterval(poll);
       cancelRoot(new CancelCause("shutdown", "runner stopped"));
     },
   };

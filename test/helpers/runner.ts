@@ -45,6 +45,7 @@ export async function startRunner(
     publishCancel: async (jobId) => {
       published.push(jobId);
     },
+    publishStopped: async () => {},
   };
   const runner = createRunner(
     {
