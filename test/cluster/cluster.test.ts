@@ -166,4 +166,72 @@ onServer("several instances on one Postgres", () => {
     expect(requeued?.data).toMatchObject({ cause: "runner_lost", lost_instance: "B3" });
     await cancel(a.base, id);
   });
+
+  it("SIGTERM of a runner mid-job: it exits 0 within its grace and the job finishes elsewhere, not counted as failed", async () => {
+    const a = await instance("A4", "api");
+    const runners = { B4: await instance("B4", "runner"), C4: await instance("C4", "runner") };
+    const id = await submit(a.base, "rolling-1");
+    await slow.waitFor(
+      () => slow.forModel("rolling-1").length === 1,
+      15_000,
+      "a runner to call the provider",
+    );
+    const holder = (await getJob(t.database.db, id))?.instance as "B4" | "C4";
+    const other = holder === "B4" ? "C4" : "B4";
+    const started = performance.now();
+    runners[holder].proc.child.kill("SIGTERM");
+    expect(await runners[holder].proc.exited(5_000)).toBe(0);
+    expect(performance.now() - started).toBeLessThan(300 + 3_000);
+    await slow.waitFor(
+      () => slow.forModel("rolling-1").length === 2,
+      15_000,
+      "the other runner to take the job",
+    );
+    expect(await getJob(t.database.db, id)).toMatchObject({
+      status: "running",
+      instance: other,
+      attempt: 1,
+    });
+    const requeued = (await listEvents(t.database.db, id)).find((e) => e.type === "requeued");
+    expect(requeued?.data).toMatchObject({ cause: "shutdown" });
+    await cancel(a.base, id);
+  });
+
+  it("many jobs across three instances, cancels sent to random instances: every socket closes, each job ran once and ended once", async () => {
+    // 30 jobs must all be running at once: 16 slots each (the default 8 would leave some queued).
+    const slots = { RUNNER_CONCURRENCY: "16" };
+    const nodes = [
+      await instance("N1", "all", slots),
+      await instance("N2", "all", slots),
+      await instance("N3", "all", slots),
+    ];
+    const pick = (i: number) => nodes[i % nodes.length] as { base: string };
+    const total = 30;
+    const ids: string[] = [];
+    for (let i = 0; i < total; i++) ids.push(await submit(pick(i).base, `many-${i}`));
+    await slow.waitFor(
+      () => ids.every((_, i) => slow.forModel(`many-${i}`).length >= 1),
+      30_000,
+      "every job to reach the provider",
+    );
+    const results = await Promise.all(ids.map((id, i) => cancel(pick(i * 7 + 1).base, id)));
+    for (const r of results) expect(r.status).toBe(200);
+    await slow.waitFor(
+      () => ids.every((_, i) => slow.forModel(`many-${i}`).every((q) => q.closedAt !== undefined)),
+      10_000,
+      "every job's sockets to close",
+    );
+    const holders = new Set<string>();
+    for (const [i, id] of ids.entries()) {
+      expect(slow.forModel(`many-${i}`)).toHaveLength(1); // never run by two runners
+      const job = await getJob(t.database.db, id);
+      expect(job?.status).toBe("cancelled");
+      holders.add(job?.instance ?? "");
+      const types = (await listEvents(t.database.db, id)).map((e) => e.type);
+      expect(types.filter((type) => type === "cancel_requested")).toHaveLength(1);
+      expect(types.filter((type) => type === "stopped")).toHaveLength(1);
+      expect(types.filter((type) => type === "finished")).toHaveLength(0);
+    }
+    expect(holders.size).toBeGreaterThan(1); // the work was shared out
+  }, 90_000);
 });
