@@ -86,12 +86,17 @@ export async function startStreamServer() {
   };
 }
 
-export async function benchDatabase(): Promise<{ database: Database; drop: () => Promise<void> }> {
+export async function benchDatabase(): Promise<{
+  database: Database;
+  /** postgres://… of the bench's own database; undefined on PGlite. */
+  url: string | undefined;
+  drop: () => Promise<void>;
+}> {
   const url = process.env.DATABASE_URL;
   if (!url) {
     const database = await openDatabase({ dataDir: null });
     await migrateDatabase(database);
-    return { database, drop: () => database.close() };
+    return { database, url: undefined, drop: () => database.close() };
   }
   const name = `quench_bench_${randomBytes(4).toString("hex")}`;
   const admin = postgres(url, { max: 1, onnotice: () => {} });
@@ -102,6 +107,7 @@ export async function benchDatabase(): Promise<{ database: Database; drop: () =>
   await migrateDatabase(database);
   return {
     database,
+    url: dbUrl.toString(),
     drop: async () => {
       await database.close();
       await admin.unsafe(`drop database if exists ${name} with (force)`);

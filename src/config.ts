@@ -101,6 +101,7 @@ const schema = z.object({
   CORS_ORIGINS: list,
   PROVIDERS_FILE: optionalString,
   LOG_LEVEL: z.preprocess(blankToUndefined, z.enum(LOG_LEVELS).default("info")),
+  LISTEN_NOTIFY: z.preprocess(blankToUndefined, z.enum(["on", "off"]).default("on")),
   RATE_LIMIT_SIGNIN: int(30, 0, 1_000_000),
   RATE_LIMIT_SUBMIT: int(600, 0, 1_000_000),
   RATE_LIMIT_CANCEL: int(1_200, 0, 1_000_000),
@@ -138,6 +139,12 @@ export interface Config {
   logLevel: (typeof LOG_LEVELS)[number];
   /** Requests per minute: sign-in per client address, submit and cancel per principal; 0 turns one off. */
   rateLimits: { signIn: number; submit: number; cancel: number };
+  /**
+   * LISTEN/NOTIFY between instances. Off (LISTEN_NOTIFY=off) behind a
+   * transaction-pooling PgBouncer, where LISTEN cannot work: cancels then
+   * reach other instances by the CANCEL_POLL_MS poll alone.
+   */
+  listenNotify: boolean;
   /** Running on fly.io (FLY_MACHINE_ID set): its proxy's Fly-Client-IP header can be trusted. */
   onFly: boolean;
 }
@@ -215,6 +222,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       cancel: e.RATE_LIMIT_CANCEL,
     },
     onFly: e.FLY_MACHINE_ID !== undefined,
+    listenNotify: e.LISTEN_NOTIFY === "on",
   };
 }
 

@@ -80,6 +80,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     databaseUrl: config.databaseUrl,
     instance: config.instanceId,
     logger,
+    enabled: config.listenNotify,
   });
   const manager = createJobContextManager();
   const metrics = createMetrics({ runningJobs: () => manager.count() });

@@ -40,10 +40,22 @@ export interface BusOptions {
   databaseUrl: string | undefined;
   instance: string;
   logger: Logger;
+  /** False: publishes nothing and listens to nothing (the status poll does the work). */
+  enabled?: boolean;
 }
 
 export function createClusterBus(options: BusOptions): ClusterBus {
   const log = options.logger.child({ component: "bus" });
+  if (options.enabled === false) {
+    log.info("LISTEN/NOTIFY off: cancels reach other instances by the status poll");
+    return {
+      publishCancel: async () => {},
+      publishStopped: async () => {},
+      publishNewWork: async () => {},
+      start: async (handlers) => handlers.onListen(),
+      close: async () => {},
+    };
+  }
   // A connection of its own, named so operators (and tests) can find it.
   const client =
     options.databaseUrl === undefined

@@ -174,3 +174,9 @@ export async function listJobs(
       : null;
   return { jobs: await withExecutions(db, page), nextCursor };
 }
+
+/** When the job's runner reported every execution stopped; null while not yet (or never). */
+export async function getStoppedAt(db: Db, id: string): Promise<Date | null> {
+  const [row] = await db.select({ stoppedAt: jobs.stoppedAt }).from(jobs).where(eq(jobs.id, id));
+  return row?.stoppedAt ?? null;
+}

@@ -1,10 +1,12 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "../db/connection.js";
 import { cancelJob as cancelInStore } from "../db/job-transitions.js";
+import { getStoppedAt } from "../db/jobs.js";
 import type { JobStatus } from "../db/statuses.js";
 import type { CancelBus } from "./bus.js";
 import { CancelCause } from "./causes.js";
 import type { JobContextManager } from "./job-context-manager.js";
-import type { StopAcks } from "./stop-acks.js";
+import type { StopAck, StopAcks } from "./stop-acks.js";
 
 export type CancelResult =
   | {
@@ -97,7 +99,18 @@ export function createCancelService(deps: CancelServiceDeps) {
         // The cancel is committed; if the bus fails, the holder's status check still finds it.
         await deps.bus.publishCancel(jobId).catch(() => {});
       }
-      const ack = ackMs > 0 ? await waiter.wait(ackMs) : null;
+      let ack: StopAck | null = null;
+      if (ackMs > 0 && heldHere) ack = await waiter.wait(ackMs);
+      else if (ackMs > 0) {
+        // Held elsewhere: its ack comes over the bus, or — if that notification is
+        // lost — shows as the holder's stopped_at write, whichever comes first.
+        const watching = new AbortController();
+        ack = await Promise.race([
+          waiter.wait(ackMs),
+          stoppedInStore(deps.db, jobId, ackMs, watching.signal),
+        ]);
+        watching.abort();
+      }
       return {
         ...base,
         contextCancelled: ack?.contextAborted ?? false,
@@ -110,3 +123,22 @@ export function createCancelService(deps: CancelServiceDeps) {
 }
 
 export type CancelService = ReturnType<typeof createCancelService>;
+
+/** Polls the job's stopped_at until it is written, `signal` aborts, or `ms` pass. */
+async function stoppedInStore(
+  db: Db,
+  jobId: string,
+  ms: number,
+  signal: AbortSignal,
+): Promise<StopAck | null> {
+  const deadline = Date.now() + ms;
+  while (!signal.aborted && Date.now() < deadline) {
+    const stoppedAt = await getStoppedAt(db, jobId).catch(() => null);
+    // Written by the holder after the cancel aborted its live context.
+    if (stoppedAt !== null) return { stoppedAt, contextAborted: true };
+    await sleep(Math.min(50, Math.max(0, deadline - Date.now())), undefined, { signal }).catch(
+      () => {},
+    );
+  }
+  return null;
+}

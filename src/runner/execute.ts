@@ -47,13 +47,13 @@ export async function runExecution(
   const started = await startExecution(db, exec.id, instance);
   if (started === undefined) return { status: "stopped", partial: undefined };
   publishStatus(feed, exec, "running");
-  const writes = new Set<Promise<unknown>>();
-  const write = (promise: Promise<unknown>) => {
-    const tracked = promise.catch((err: unknown) => log.warn({ err }, "audit write failed"));
-    writes.add(tracked);
-    void tracked.finally(() => writes.delete(tracked));
+  // The execution's side writes (audit events, its remote id) run one after
+  // another, so the trail keeps their order; `writes` settles when all are done.
+  let writes: Promise<unknown> = Promise.resolve();
+  const write = (op: () => Promise<unknown>) => {
+    writes = writes.then(op).catch((err: unknown) => log.warn({ err }, "audit write failed"));
   };
-  write(
+  write(() =>
     appendEvent(db, {
       jobId: exec.jobId,
       type: "execution_started",
@@ -66,7 +66,7 @@ export async function runExecution(
   const settle = async (
     result: Parameters<typeof finishExecution>[3],
   ): Promise<ExecutionOutcome> => {
-    await Promise.all(writes);
+    await writes;
     const row = await finishExecution(db, exec.id, instance, result);
     if (row === undefined) {
       // A cancel (or timeout) marked the execution first; its status stands.
@@ -122,9 +122,9 @@ export async function runExecution(
           }
         },
         activity: () => {},
-        remoteId: (id) => write(setRemoteId(db, exec.id, instance, id)),
+        remoteId: (id) => write(() => setRemoteId(db, exec.id, instance, id)),
         note: (type, data) =>
-          write(
+          write(() =>
             appendEvent(db, {
               jobId: exec.jobId,
               type: type as JobEventType,
@@ -138,7 +138,7 @@ export async function runExecution(
   } catch (err) {
     if (jobCtx.err !== undefined) {
       timer({ outcome: "stopped" });
-      await Promise.all(writes);
+      await writes;
       return { status: "stopped", partial };
     }
     const failure =
