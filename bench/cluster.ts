@@ -134,7 +134,6 @@ export async function clusterBench(
     RATE_LIMIT_CANCEL: "0",
     CANCEL_POLL_MS: String(pollMs),
     RUNNER_CONCURRENCY: String(jobs + 10),
-    LOG_LEVEL: "warn",
   };
   const children: ChildProcess[] = [];
   const start = async (id: string, role: string, extra: Record<string, string> = {}) => {
@@ -214,39 +213,46 @@ export async function clusterBench(
     const polled = await crossCancel(a.base, "polled");
     await stop(bPolling.child);
 
+    // Throughput: the jobs are queued first, then the runners start; the rate is
+    // measured on the database's clock, from the first claim to the last finish.
     const throughput: ClusterBenchResult["throughput"] = [];
     const trivial = 600;
     for (const count of [1, 2, 3]) {
-      const runners = [];
-      for (let r = 0; r < count; r++)
-        runners.push(await start(`T${count}-${r}`, "runner", { RUNNER_CONCURRENCY: "32" }));
-      const t0 = now();
+      const tag = `instant-${count}-`;
       for (let i = 0; i < trivial; i++) {
         await insertJob(database.db, {
-          owner: "service:bench",
+          owner: `service:bench-${count}`,
           timeoutMs: 60_000,
           maxParallel: 1,
-          executions: [
-            { key: "x", provider: "instant", model: `instant-${count}-${i}`, input: {} },
-          ],
+          executions: [{ key: "x", provider: "instant", model: `${tag}${i}`, input: {} }],
         });
       }
-      await database.db.execute(sql`select pg_notify('quench_jobs', '')`);
+      const runners = await Promise.all(
+        Array.from({ length: count }, (_, r) =>
+          start(`T${count}-${r}`, "runner", { RUNNER_CONCURRENCY: "32" }),
+        ),
+      );
+      const owner = `service:bench-${count}`;
+      let span = 0;
       await deadline(
         (async () => {
           for (;;) {
             const rows = (await database.db.execute(
-              sql`select count(*)::int as n from jobs where status = 'completed' and owner = 'service:bench'`,
-            )) as unknown as { n: number }[];
-            if ((rows[0]?.n ?? 0) >= trivial * count) return;
-            await new Promise((r) => setTimeout(r, 20));
+              sql`select count(*) filter (where status = 'completed')::int as done,
+                         extract(epoch from max(finished_at) - min(started_at))::float8 as span
+                  from jobs where owner = ${owner}`,
+            )) as unknown as { done: number; span: number | null }[];
+            if ((rows[0]?.done ?? 0) >= trivial) {
+              span = rows[0]?.span ?? 0;
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 50));
           }
         })(),
         120_000,
         "trivial jobs did not complete",
       );
-      const seconds = (now() - t0) / 1000;
-      throughput.push({ runners: count, jobs: trivial, seconds, perSecond: trivial / seconds });
+      throughput.push({ runners: count, jobs: trivial, seconds: span, perSecond: trivial / span });
       for (const r of runners) await stop(r.child);
     }
     return { jobs, notified, polled, pollMs, throughput };

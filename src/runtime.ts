@@ -17,6 +17,7 @@ import { defaultProviders, loadProvidersFile } from "./providers/config.js";
 import { createHttpAgent } from "./providers/http-client.js";
 import { createProviderRegistry, type ProviderRegistry } from "./providers/registry.js";
 import { type CancelService, createCancelService } from "./runner/cancel.js";
+import { CancelCause } from "./runner/causes.js";
 import { createJobContextManager, type JobContextManager } from "./runner/job-context-manager.js";
 import { createJobFeed, type JobFeed } from "./runner/job-feed.js";
 import { createRunner, type Runner } from "./runner/runner.js";
@@ -101,7 +102,12 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
           },
         );
   await bus.start({
-    onCancel: (jobId) => void runner?.checkHeld([jobId]),
+    // Sent after the cancel committed: abort at once, no re-read (the poll covers the rest).
+    onCancel: (jobId, by) => {
+      if (manager.isRunning(jobId)) {
+        manager.cancel(jobId, new CancelCause("cancelled", by.reason ?? "cancelled", by.actor));
+      }
+    },
     onStopped: (jobId, ack) => acks.resolve(jobId, ack),
     onNewWork: () => runner?.notifyNewWork(),
     onListen: () => void runner?.checkHeld(manager.jobIds()),

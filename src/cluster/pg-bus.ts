@@ -9,8 +9,11 @@ const STOPPED = "quench_stopped";
 const NEW_WORK = "quench_jobs";
 
 export interface BusHandlers {
-  /** Another instance cancelled `jobId` in the store; abort it if held here. */
-  onCancel(jobId: string): void;
+  /**
+   * Another instance cancelled `jobId` in the store (the notification is sent
+   * only after that commit, so the holder may abort at once); abort it if held here.
+   */
+  onCancel(jobId: string, by: { actor: string | null; reason: string | null }): void;
   /** The holder of `jobId` reports every execution stopped. */
   onStopped(jobId: string, ack: StopAck): void;
   onNewWork(): void;
@@ -27,7 +30,7 @@ export interface BusHandlers {
  * its held jobs every CANCEL_POLL_MS, and rescans on every (re)listen.
  */
 export interface ClusterBus {
-  publishCancel(jobId: string): Promise<void>;
+  publishCancel(jobId: string, by?: { actor: string | null; reason: string | null }): Promise<void>;
   publishStopped(jobId: string, ack: StopAck): Promise<void>;
   publishNewWork(): Promise<void>;
   start(handlers: BusHandlers): Promise<void>;
@@ -93,7 +96,11 @@ export function createClusterBus(options: BusOptions): ClusterBus {
   };
 
   return {
-    publishCancel: (jobId) => notify(CANCEL, jobId),
+    publishCancel: (jobId, by) =>
+      notify(
+        CANCEL,
+        JSON.stringify({ job_id: jobId, actor: by?.actor ?? null, reason: by?.reason ?? null }),
+      ),
     publishStopped: (jobId, ack) =>
       notify(
         STOPPED,
@@ -107,7 +114,18 @@ export function createClusterBus(options: BusOptions): ClusterBus {
     async start(handlers) {
       await listen(
         CANCEL,
-        (jobId) => handlers.onCancel(jobId),
+        (payload) => {
+          try {
+            const m = JSON.parse(payload) as {
+              job_id: string;
+              actor: string | null;
+              reason: string | null;
+            };
+            handlers.onCancel(m.job_id, { actor: m.actor, reason: m.reason });
+          } catch {
+            log.warn({ payload: payload.slice(0, 200) }, "unreadable cancel notification");
+          }
+        },
         () => {
           log.info("listening for cancels");
           handlers.onListen();

@@ -175,6 +175,18 @@ export async function listJobs(
   return { jobs: await withExecutions(db, page), nextCursor };
 }
 
+/** Only a job's owner: what authorizing a cancel needs. */
+export async function getJobOwner(
+  db: Db,
+  id: string,
+): Promise<{ id: string; owner: string } | undefined> {
+  const [row] = await db
+    .select({ id: jobs.id, owner: jobs.owner })
+    .from(jobs)
+    .where(eq(jobs.id, id));
+  return row;
+}
+
 /** When the job's runner reported every execution stopped; null while not yet (or never). */
 export async function getStoppedAt(db: Db, id: string): Promise<Date | null> {
   const [row] = await db.select({ stoppedAt: jobs.stoppedAt }).from(jobs).where(eq(jobs.id, id));

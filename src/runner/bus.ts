@@ -7,7 +7,7 @@ import type { StopAck } from "./stop-acks.js";
  */
 export interface CancelBus {
   /** Asks whichever instance holds `jobId` to abort it (its cancel is already committed). */
-  publishCancel(jobId: string): Promise<void>;
+  publishCancel(jobId: string, by?: { actor: string | null; reason: string | null }): Promise<void>;
   /** Tells whoever waits that `jobId` stopped. */
   publishStopped(jobId: string, ack: StopAck): Promise<void>;
 }

@@ -97,7 +97,9 @@ export function createCancelService(deps: CancelServiceDeps) {
           new CancelCause("cancelled", request.reason ?? "cancelled", request.actor),
         );
         // The cancel is committed; if the bus fails, the holder's status check still finds it.
-        await deps.bus.publishCancel(jobId).catch(() => {});
+        await deps.bus
+          .publishCancel(jobId, { actor: request.actor, reason: request.reason ?? null })
+          .catch(() => {});
       }
       let ack: StopAck | null = null;
       if (ackMs > 0 && heldHere) ack = await waiter.wait(ackMs);

@@ -6,7 +6,7 @@ import type { CancelResult, CancelService } from "../../runner/cancel.js";
 import { type Principal, requireOwnership, requireScope } from "../auth/principal.js";
 import type { ApiEnv } from "../env.js";
 import { ApiError } from "../errors.js";
-import { jobFor } from "../job-access.js";
+import { ownedJobId } from "../job-access.js";
 import { iso } from "../job-view.js";
 import { bulkCancelSchema, cancelSchema } from "../schemas.js";
 import { parse, readJson } from "../validation.js";
@@ -36,7 +36,7 @@ export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
     try {
       // A job held here is authorized from memory, so its abort waits for no query.
       const owner = deps.heldOwner(id);
-      if (owner === undefined) await jobFor(deps.db, principal, id, "jobs:cancel");
+      if (owner === undefined) await ownedJobId(deps.db, principal, id, "jobs:cancel");
       else {
         requireScope(principal, "jobs:cancel");
         requireOwnership(principal, { id, owner });
