@@ -1,11 +1,13 @@
 import { availableParallelism, cpus } from "node:os";
 import { cancelBench } from "./cancel.js";
+import { clusterBench } from "./cluster.js";
 import { contextBench } from "./context.js";
 import { httpBench } from "./http.js";
 import { fmt, type Stats } from "./stats.js";
 
 /**
- * `npm run bench [context|cancel|http]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http|cluster]`: prints Markdown ready for BENCHMARKS.md.
+ * `http` and `cluster` need DATABASE_URL (a Postgres server; `cluster` runs several processes).
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
  * database it creates and drops) when that is set.
@@ -102,4 +104,26 @@ if (only === undefined || only === "http") {
   );
   const ok = r.cancelToClose.median < 3 && r.cancelToClose.p99 < 10;
   console.log(`Targets (cancel → close p50 < 3 ms, p99 < 10 ms): ${ok ? "met" : "MISSED"}`);
+}
+
+if ((only === undefined && process.env.DATABASE_URL) || only === "cluster") {
+  const r = await clusterBench();
+  console.log(`\n## Cluster: API on A, job on B, one Postgres (ms)\n`);
+  console.log(
+    `${r.jobs} jobs streaming on B (ROLE=runner), each cancelled one at a time by POST /jobs/:id/cancel to A (ROLE=api).\n`,
+  );
+  console.log("| measurement | median | p95 | p99 | min |");
+  console.log("|---|---|---|---|---|");
+  console.log(row("cancel sent to A → B's provider socket closed (LISTEN/NOTIFY)", r.notified));
+  console.log(
+    row(`the same, B polling only (LISTEN_NOTIFY=off, CANCEL_POLL_MS=${r.pollMs})`, r.polled),
+  );
+  console.log("\n| runners | trivial jobs | first claim → last finish (s) | jobs/s |");
+  console.log("|---|---|---|---|");
+  for (const t of r.throughput)
+    console.log(`| ${t.runners} | ${t.jobs} | ${fmt(t.seconds)} | ${fmt(t.perSecond, 0)} |`);
+  const ok = r.notified.median < 10 && r.notified.p99 < 50 && r.polled.p99 < r.pollMs + 100;
+  console.log(
+    `\nTargets (p50 < 10 ms, p99 < 50 ms; polling only < CANCEL_POLL_MS + 100 ms): ${ok ? "met" : "MISSED"}`,
+  );
 }
