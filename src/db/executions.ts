@@ -108,6 +108,17 @@ export async function cancelActiveExecutions(
 }
 
 /**
+ * running → pending for a requeued job's executions: they run again from the
+ * start, their partial results dropped. Completed ones are kept.
+ */
+export async function resetRunningExecutions(db: Db, jobId: string): Promise<void> {
+  await db
+    .update(executions)
+    .set({ status: "pending", startedAt: null, output: null, partial: false, error: null })
+    .where(and(eq(executions.jobId, jobId), executionGuard("pending")));
+}
+
+/**
  * Keeps the output a cancelled execution had received (`partial: true`).
  * Only on a cancelled execution with no output yet: it never changes a status.
  */

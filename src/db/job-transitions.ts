@@ -8,7 +8,7 @@
 import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
-import { cancelActiveExecutions, executionGuard } from "./executions.js";
+import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
 import { type JobWithExecutions, withExecutions } from "./jobs.js";
 import { type ErrorInfo, executions, type JobRow, jobs } from "./schema.js";
 import { type JobStatus, jobStatusesInto } from "./statuses.js";
@@ -256,10 +256,7 @@ export async function requeueJob(
       .where(and(eq(jobs.id, jobId), eq(jobs.instance, requeue.instance), jobGuard("queued")))
       .returning({ attempt: jobs.attempt });
     if (row === undefined) return false;
-    await tx
-      .update(executions)
-      .set({ status: "pending", startedAt: null, output: null, partial: false, error: null })
-      .where(and(eq(executions.jobId, jobId), executionGuard("pending")));
+    await resetRunningExecutions(tx, jobId);
     await appendEvent(tx, {
       jobId,
       type: "requeued",

@@ -1,8 +1,8 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
-import { cancelActiveExecutions, executionGuard } from "./executions.js";
-import { executions, jobs } from "./schema.js";
+import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
+import { jobs } from "./schema.js";
 
 export interface Reaped {
   requeued: string[];
@@ -70,10 +70,7 @@ export async function reapExpiredLeases(
         .where(and(eq(jobs.id, job.id), lapsed))
         .returning({ id: jobs.id });
       if (row === undefined) continue;
-      await tx
-        .update(executions)
-        .set({ status: "pending", startedAt: null, output: null, partial: false, error: null })
-        .where(and(eq(executions.jobId, job.id), executionGuard("pending")));
+      await resetRunningExecutions(tx, job.id);
       await appendEvent(tx, {
         jobId: job.id,
         type: "requeued",
