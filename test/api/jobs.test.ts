@@ -182,11 +182,8 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
     it("lists a principal's own jobs newest first, with a cursor, filtered by status", async () => {
       const token = await api.signIn(newWallet());
       const ids: string[] = [];
-      for (let i = 0; i < 5; i++)
-        ids.push(
-          (await submit(token, { executions: [{ key: "k", provider: "fast", model: "m" }] })).body
-            .id,
-        );
+      // Slow jobs: the one cancelled below must still be live (an instant one may finish first).
+      for (let i = 0; i < 5; i++) ids.push((await submit(token, job(`list-${i}`))).body.id);
       await api.call("POST", `/api/v1/jobs/${ids[4]}/cancel`, { token });
       const seen: string[] = [];
       let cursor: string | null = null;
