@@ -147,11 +147,7 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
   if (gc === undefined) throw new Error("run with node --expose-gc");
   const server = await startStreamServer();
   const { database, drop } = await benchDatabase();
-  const { runner, manager, providers, agent } = await startBenchRunner(
-    database.db,
-    server.url,
-    jobs,
-  );
+  const { runner, providers, agent } = await startBenchRunner(database.db, server.url, jobs);
 
   const submit = async (tag: string) => {
     const ids: { id: string; model: string }[] = [];

@@ -5,16 +5,6 @@ import { Agent, request } from "undici";
 import { createApp } from "../src/api/app.js";
 import { createAuthenticator, signServiceToken } from "../src/api/auth/tokens.js";
 import { createStreamRegistry } from "../src/api/streams.js";
-import { createLogger } from "../src/logger.js";
-import { createMetrics } from "../src/metrics.js";
-import { parseProviders } from "../src/providers/config.js";
-import { createHttpAgent } from "../src/providers/http-client.js";
-import { createProviderRegistry } from "../src/providers/registry.js";
-import { localOnlyBus } from "../src/runner/bus.js";
-import { createJobContextManager } from "../src/runner/job-context-manager.js";
-import { createJobFeed } from "../src/runner/job-feed.js";
-import { createRunner } from "../src/runner/runner.js";
-import { createStopAcks } from "../src/runner/stop-acks.js";
 import { benchDatabase, now, startBenchRunner, startStreamServer } from "./cancel.js";
 import { type Stats, summarize } from "./stats.js";
 

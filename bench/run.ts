@@ -17,6 +17,7 @@ import { fmt, type Stats } from "./stats.js";
 process.setSourceMapsEnabled(false);
 const only = process.argv[2];
 /** A Markdown table row of a latency distribution (median, p95, p99, min). */
+const STATS_HEADER = "| measurement | median | p95 | p99 | min |\n|---|---|---|---|---|";
 const row = (name: string, s: Stats) =>
   `| ${name} | ${fmt(s.median)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.min)} |`;
 const machine = `${availableParallelism()} cores (${cpus()[0]?.model.trim() ?? "unknown CPU"}), Node ${process.version}`;
@@ -55,8 +56,6 @@ if (only === undefined || only === "context") {
 
 if (only === undefined || only === "cancel") {
   const r = await cancelBench(1_000);
-  const row = (name: string, s: Stats) =>
-    `| ${name} | ${fmt(s.median)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.min)} |`;
   console.log(
     `## Cancel: ${r.jobs.toLocaleString("en")} jobs streaming at once, database ${r.driver} (ms)\n`,
   );
@@ -66,8 +65,7 @@ if (only === undefined || only === "cancel") {
   console.log(
     "times run from the `cancelJob()` call to that process seeing the job's socket close.\n",
   );
-  console.log("| measurement | median | p95 | p99 | min |");
-  console.log("|---|---|---|---|---|");
+  console.log(STATS_HEADER);
   console.log(row("one at a time: cancelJob() → socket closed", r.oneByOne));
   console.log(row("one at a time: cancelJob() → returned with stopped_at", r.oneByOneAck));
   console.log(row("all at once: cancelJob() → each socket closed", r.together));
@@ -87,15 +85,12 @@ if (only === undefined || only === "cancel") {
 
 if (only === undefined || only === "http") {
   const r = await httpBench();
-  const row = (name: string, s: Stats) =>
-    `| ${name} | ${fmt(s.median)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.min)} |`;
   console.log(`\n## HTTP: cancel and submit through the API, database ${r.driver} (ms)\n`);
   console.log(
     `${r.jobs.toLocaleString("en")} jobs streaming at once (fake provider in its own process); API and runner in one process;`,
   );
   console.log("clients over loopback with undici, a service token (HS256).\n");
-  console.log("| measurement | median | p95 | p99 | min |");
-  console.log("|---|---|---|---|---|");
+  console.log(STATS_HEADER);
   console.log(row("POST /jobs/:id/cancel sent → provider socket closed", r.cancelToClose));
   console.log(row("POST /jobs/:id/cancel sent → 200 received (with stopped_at)", r.cancelResponse));
   console.log(row("GET /jobs/:id during the submit load", r.getDuringLoad));
@@ -112,8 +107,7 @@ if ((only === undefined && process.env.DATABASE_URL) || only === "cluster") {
   console.log(
     `${r.jobs} jobs streaming on B (ROLE=runner), each cancelled one at a time by POST /jobs/:id/cancel to A (ROLE=api).\n`,
   );
-  console.log("| measurement | median | p95 | p99 | min |");
-  console.log("|---|---|---|---|---|");
+  console.log(STATS_HEADER);
   console.log(row("cancel sent to A → B's provider socket closed (LISTEN/NOTIFY)", r.notified));
   console.log(
     row(`the same, B polling only (LISTEN_NOTIFY=off, CANCEL_POLL_MS=${r.pollMs})`, r.polled),

@@ -4,9 +4,7 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { PublicClient } from "viem";
-import type { Database } from "../db/connection.js";
 import type { Logger } from "../logger.js";
-import type { Metrics } from "../metrics.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { CancelService } from "../runner/cancel.js";
 import type { JobFeed } from "../runner/job-feed.js";
@@ -14,7 +12,7 @@ import { requireAuth } from "./auth/middleware.js";
 import type { Authenticator } from "./auth/tokens.js";
 import type { ApiEnv } from "./env.js";
 import { ApiError, errorBody, makeErrorHandler } from "./errors.js";
-import { operationsRoutes } from "./operations.js";
+import { type OperationsDeps, operationsRoutes } from "./operations.js";
 import { clientAddress, rateLimit } from "./rate-limit.js";
 import { authRoutes } from "./routes/auth.js";
 import { cancelRoutes } from "./routes/cancel.js";
@@ -46,14 +44,8 @@ export interface JobsApiDeps {
   stream?: { heartbeatMs?: number; pollMs?: number };
 }
 
-export interface AppDeps {
-  database: Database;
+export interface AppDeps extends OperationsDeps {
   logger: Logger;
-  metrics: Metrics;
-  instance: string;
-  role: string;
-  runningJobs: () => number;
-  isDraining: () => boolean;
   api?: JobsApiDeps;
 }
 

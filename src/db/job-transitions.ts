@@ -17,6 +17,15 @@ function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));
 }
 
+/** A job back in the queue: no holder, no start, deadline or lease (requeue and the reaper). */
+export const UNCLAIMED = {
+  status: "queued",
+  instance: null,
+  startedAt: null,
+  deadlineAt: null,
+  leaseExpiresAt: null,
+} as const;
+
 const msInterval = (ms: unknown) => sql`(${ms} * interval '1 millisecond')`;
 
 /**
@@ -244,11 +253,7 @@ export async function requeueJob(
     const [row] = await tx
       .update(jobs)
       .set({
-        status: "queued",
-        instance: null,
-        startedAt: null,
-        deadlineAt: null,
-        leaseExpiresAt: null,
+        ...UNCLAIMED,
         ...(requeue.countAttempt === false
           ? { attempt: sql`greatest(${jobs.attempt} - 1, 0)` }
           : {}),

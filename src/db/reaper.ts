@@ -2,6 +2,7 @@ import { and, asc, eq, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
+import { UNCLAIMED } from "./job-transitions.js";
 import { jobs } from "./schema.js";
 
 export interface Reaped {
@@ -60,13 +61,7 @@ export async function reapExpiredLeases(
       }
       const [row] = await tx
         .update(jobs)
-        .set({
-          status: "queued",
-          instance: null,
-          startedAt: null,
-          deadlineAt: null,
-          leaseExpiresAt: null,
-        })
+        .set(UNCLAIMED)
         .where(and(eq(jobs.id, job.id), lapsed))
         .returning({ id: jobs.id });
       if (row === undefined) continue;

@@ -92,10 +92,8 @@ export function createCancelService(deps: CancelServiceDeps) {
       }
       if (!heldHere) {
         // Remembered briefly if the runner here claimed the job but has not registered it yet.
-        deps.manager.cancel(
-          jobId,
-          new CancelCause("cancelled", request.reason ?? "cancelled", request.actor),
-        );
+        // The same cause: its commit has resolved true by now.
+        deps.manager.cancel(jobId, cause);
         // The cancel is committed; if the bus fails, the holder's status check still finds it.
         await deps.bus
           .publishCancel(jobId, { actor: request.actor, reason: request.reason ?? null })
