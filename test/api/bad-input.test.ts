@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
-import { getJob } from "../../src/db/jobs.js";
+import { listEvents } from "../../src/db/events.js";
 import { startApi, type TestApi } from "../helpers/api.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
 import { withDeadline } from "../helpers/process.js";
@@ -50,8 +50,10 @@ describe.each(DRIVERS)("arbitrary input on %s", (driver) => {
     await withDeadline(
       (async () => {
         for (;;) {
-          const job = await getJob(database.db, existing);
-          if (job?.executions[0]?.status === "running") return;
+          // execution_started is the runner's last write before the slow stream (it
+          // follows the status change), so after it the runner writes nothing for a while.
+          const events = await listEvents(database.db, existing);
+          if (events.some((e) => e.type === "execution_started")) return;
           await new Promise((r) => setTimeout(r, 10));
         }
       })(),
