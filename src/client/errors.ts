@@ -69,8 +69,12 @@ export function errorFromFetch(err: unknown, signal: AbortSignal | undefined): Q
   if (signal?.aborted)
     return new QuenchError("aborted", "the call was aborted", 0, {}, { cause: err });
   // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, …) is its cause.
-  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+  const cause =
+    err instanceof Error
+      ? (err.cause as { code?: unknown; message?: unknown } | undefined)
+      : undefined;
   const message = err instanceof Error ? err.message : String(err);
-  const why = typeof cause?.code === "string" ? `${message} (${cause.code})` : message;
+  const reason = typeof cause?.code === "string" ? cause.code : cause?.message;
+  const why = typeof reason === "string" ? `${message} (${reason})` : message;
   return new QuenchError("network_error", `cannot reach quench: ${why}`, 0, {}, { cause: err });
 }

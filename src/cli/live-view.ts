@@ -1,0 +1,118 @@
+import type { Execution, Job, StreamEvent } from "../client/types.js";
+import { duration, elapsed, outputChars } from "./format.js";
+
+/** Where the view writes: a terminal gets a block redrawn in place, anything else plain lines. */
+export interface Screen {
+  write(text: string): void;
+  tty: boolean;
+}
+
+const REDRAW_MS = 100;
+const PLAIN_PROGRESS_MS = 1_000;
+
+/**
+ * The live view of `quench watch` and `submit --wait`: the job and each
+ * execution with status, elapsed time and streamed characters. Call
+ * `onEvent` for every stream event and `close` once the job ended.
+ */
+export function createLiveView(screen: Screen) {
+  let job: Job | undefined;
+  const chars = new Map<string, number>();
+  const lastPlainProgress = new Map<string, number>();
+  let drawnLines = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  const executionLine = (e: Execution) => {
+    const count = chars.get(e.key) ?? outputChars(e.output);
+    const time = elapsed(e.started_at, e.finished_at);
+    return `  ${e.key}  ${e.provider}/${e.model}  ${e.status}${time ? `  ${time}` : ""}  ${count} chars${e.partial ? " (partial)" : ""}`;
+  };
+  const jobLine = (j: Job) => {
+    const time = elapsed(j.started_at, j.finished_at);
+    return `job ${j.id}  ${j.status}${time ? `  ${time}` : ""}`;
+  };
+
+  function draw() {
+    timer = undefined;
+    if (job === undefined) return;
+    const lines = [jobLine(job), ...job.executions.map(executionLine)];
+    let out = drawnLines > 0 ? `\x1b[${drawnLines}A` : "";
+    for (const line of lines) out += `\x1b[2K${line}\n`;
+    screen.write(out);
+    drawnLines = lines.length;
+  }
+  const scheduleDraw = () => {
+    timer ??= setTimeout(draw, REDRAW_MS);
+  };
+  // Elapsed times move even when nothing streams.
+  const ticker = screen.tty ? setInterval(scheduleDraw, 1_000) : undefined;
+
+  function plain(event: StreamEvent) {
+    const at = new Date().toISOString();
+    if (event.event === "job") {
+      if (job?.status !== event.data.status) screen.write(`${at}  ${jobLine(event.data)}\n`);
+      for (const e of event.data.executions) {
+        const before = job?.executions.find((b) => b.id === e.id);
+        if (before?.status !== e.status) screen.write(`${at}  ${executionLine(e)}\n`);
+      }
+    } else if (event.event === "execution") {
+      const before = job?.executions.find((e) => e.id === event.data.id);
+      if (before?.status !== event.data.status)
+        screen.write(`${at}  ${executionLine(event.data)}\n`);
+    } else if (event.event === "progress") {
+      const last = lastPlainProgress.get(event.data.key) ?? 0;
+      if (Date.now() - last >= PLAIN_PROGRESS_MS) {
+        lastPlainProgress.set(event.data.key, Date.now());
+        screen.write(`${at}    ${event.data.key}: ${outputChars(event.data.output)} chars\n`);
+      }
+    }
+  }
+
+  return {
+    onEvent(event: StreamEvent) {
+      if (!screen.tty) plain(event);
+      if (event.event === "job") job = event.data;
+      else if (event.event === "execution" && job !== undefined) {
+        job = {
+          ...job,
+          executions: job.executions.map((e) => (e.id === event.data.id ? event.data : e)),
+        };
+      } else if (event.event === "progress") {
+        chars.set(event.data.key, outputChars(event.data.output));
+      }
+      if (screen.tty) scheduleDraw();
+    },
+    /** Stops redrawing and prints the final state and, for a cancel, how fast it stopped. */
+    close(final: Job) {
+      clearInterval(ticker);
+      clearTimeout(timer);
+      job = final;
+      chars.clear();
+      if (screen.tty) draw();
+      screen.write(`${summary(final)}\n`);
+    },
+  };
+}
+
+/** One line on how a job ended. */
+export function summary(job: Job): string {
+  const time = elapsed(job.started_at ?? job.created_at, job.finished_at);
+  let line = `job ${job.id} ${job.status}${time ? ` after ${time}` : ""}`;
+  if (job.status === "cancelled") {
+    line += job.cancelled_by ? ` (cancelled by ${job.cancelled_by})` : "";
+    line += stopLine(job.cancelled_at, job.stopped_at, job.started_at !== null);
+  }
+  if (job.error) line += `: ${job.error.message} (${job.error.code})`;
+  return line;
+}
+
+/** How long the work took to stop after the cancel, as SPEC's `stopped_at` tells it. */
+export function stopLine(
+  cancelledAt: string | null,
+  stoppedAt: string | null,
+  ran: boolean,
+): string {
+  if (!ran) return "; it never started";
+  if (cancelledAt === null || stoppedAt === null) return "; the stop is not acknowledged yet";
+  return `; work stopped ${duration(Date.parse(stoppedAt) - Date.parse(cancelledAt))} after the cancel`;
+}

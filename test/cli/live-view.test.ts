@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { createLiveView } from "../../src/cli/live-view.js";
+import type { Job } from "../../src/client/types.js";
+import { withDeadline } from "../helpers/process.js";
+
+const job = (status: Job["status"], exec: Job["executions"][number]["status"]): Job => ({
+  id: "7cc5015f-4f33-4e9e-b33c-2a01b4ae3756",
+  owner: "service:cli",
+  status,
+  created_at: "2026-11-21T15:00:00.000Z",
+  started_at: "2026-11-21T15:00:00.000Z",
+  finished_at: status === "running" ? null : "2026-11-21T15:00:04.000Z",
+  deadline_at: null,
+  cancelled_at: status === "cancelled" ? "2026-11-21T15:00:03.990Z" : null,
+  cancelled_by: status === "cancelled" ? "service:cli" : null,
+  cancel_reason: null,
+  stopped_at: status === "cancelled" ? "2026-11-21T15:00:04.002Z" : null,
+  attempt: 1,
+  instance: "i",
+  error: null,
+  metadata: {},
+  executions: [
+    {
+      id: "e1",
+      key: "chat",
+      provider: "demo",
+      model: "demo",
+      status: exec,
+      depends_on: [],
+      started_at: "2026-11-21T15:00:00.000Z",
+      finished_at: null,
+      output: null,
+      partial: false,
+      error: null,
+      remote_id: null,
+    },
+  ],
+});
+
+describe("the live view of quench watch", () => {
+  it("on a terminal, redraws the job block in place and ends with the stop time", async () => {
+    let text = "";
+    const view = createLiveView({
+      tty: true,
+      write: (t) => {
+        text += t;
+      },
+    });
+    view.onEvent({ event: "job", data: job("running", "running") });
+    await withDeadline(
+      (async () => {
+        while (!text.includes("chat")) await new Promise((r) => setTimeout(r, 10));
+      })(),
+      2_000,
+      "no first draw",
+    );
+    expect(text).not.toContain("\x1b[2A");
+    view.onEvent({
+      event: "progress",
+      data: { execution_id: "e1", key: "chat", output: { text: "hello" } },
+    });
+    await withDeadline(
+      (async () => {
+        while (!text.includes("5 chars")) await new Promise((r) => setTimeout(r, 10));
+      })(),
+      2_000,
+      "no redraw",
+    );
+    expect(text).toContain("\x1b[2A\x1b[2Kjob 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
+    view.close(job("cancelled", "cancelled"));
+    expect(text.trim().split("\n").at(-1)).toBe(
+      "job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756 cancelled after 4.0 s (cancelled by service:cli); work stopped 12 ms after the cancel",
+    );
+  });
+
+  it("piped, writes plain lines: one per status change, progress at most once a second", () => {
+    let text = "";
+    const view = createLiveView({
+      tty: false,
+      write: (t) => {
+        text += t;
+      },
+    });
+    view.onEvent({ event: "job", data: job("running", "running") });
+    for (let i = 0; i < 50; i++) {
+      view.onEvent({
+        event: "progress",
+        data: { execution_id: "e1", key: "chat", output: { text: "x".repeat(i) } },
+      });
+    }
+    view.close(job("completed", "completed"));
+    expect(text).not.toContain("\x1b[");
+    const lines = text.trim().split("\n");
+    expect(lines.filter((l) => l.includes("chars") && l.includes("chat:"))).toHaveLength(1);
+    expect(lines.at(-1)).toBe("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756 completed after 4.0 s");
+  });
+});
