@@ -46,6 +46,7 @@ async function main(): Promise<void> {
             corsOrigins: config.corsOrigins,
             rateLimits: config.rateLimits,
             trustFlyClientIp: config.onFly,
+            minifyDashboard: config.env === "production",
           },
   });
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) =>

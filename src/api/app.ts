@@ -4,6 +4,7 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { PublicClient } from "viem";
+import { dashboardRoutes } from "../dashboard/routes.js";
 import type { Logger } from "../logger.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { CancelService } from "../runner/cancel.js";
@@ -42,6 +43,8 @@ export interface JobsApiDeps {
   trustFlyClientIp: boolean;
   /** SSE tuning, for tests. */
   stream?: { heartbeatMs?: number; pollMs?: number };
+  /** Minify the dashboard's script (production). */
+  minifyDashboard?: boolean;
 }
 
 export interface AppDeps extends OperationsDeps {
@@ -148,5 +151,6 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     }),
   );
   app.route("/api/v1", streamRoutes({ db, feed: api.feed, streams: api.streams, ...api.stream }));
+  app.route("/", dashboardRoutes({ logger: deps.logger, minify: api.minifyDashboard ?? false }));
   return app;
 }

@@ -27,10 +27,11 @@ export interface RunningServer {
 export async function startServer(
   name: string,
   env: Record<string, string> = {},
+  providers: Record<string, unknown> = TEST_PROVIDERS,
 ): Promise<RunningServer> {
   const dataDir = await mkdtemp(join(tmpdir(), `quench-${name}-`));
   const providersFile = join(dataDir, "providers.json");
-  await writeFile(providersFile, JSON.stringify(TEST_PROVIDERS));
+  await writeFile(providersFile, JSON.stringify(providers));
   let database: TestDatabase | undefined;
   if (process.env.DATABASE_URL) database = await createTestDatabase("postgres");
   const serverEnv: Record<string, string> = {

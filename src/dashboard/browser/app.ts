@@ -1,0 +1,243 @@
+import type { EIP1193Provider } from "viem";
+import { createClient } from "../../client/client.js";
+import { isQuenchError } from "../../client/errors.js";
+import { signInWithWallet } from "../../client/siwe.js";
+import type { Job, StreamEvent } from "../../client/types.js";
+import { isTerminalJobStatus } from "../../db/statuses.js";
+import { byId, confirmDialog, h, toast } from "./dom.js";
+import { jobCard } from "./job-card.js";
+import { clearSession, loadSession, saveSession } from "./session.js";
+
+declare global {
+  interface Window {
+    ethereum?: EIP1193Provider;
+  }
+}
+
+// Browsers open at most 6 HTTP/1.1 connections per origin: live streams take
+// a few, the rest stay free for cancels and polls. Jobs beyond are polled.
+const MAX_STREAMS = 3;
+const POLL_MS = 3_000;
+const LIST_LIMIT = 25;
+
+const client = createClient({ url: location.origin });
+const jobs = new Map<string, Job>();
+const progress = new Map<string, unknown>();
+const streams = new Map<string, AbortController>();
+const cancelling = new Set<string>();
+let pollTimer: ReturnType<typeof setTimeout> | undefined;
+let expiryTimer: ReturnType<typeof setTimeout> | undefined;
+let drawPending = false;
+
+function draw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => {
+    drawPending = false;
+    const list = byId("jobs");
+    const sorted = [...jobs.values()].sort((a, b) =>
+      (b.created_at ?? "").localeCompare(a.created_at ?? ""),
+    );
+    list.replaceChildren(
+      ...sorted.map((job) => jobCard(job, { progress, cancelling: cancelling.has(job.id) })),
+    );
+    byId("empty").hidden = sorted.length > 0;
+  });
+}
+
+function showSignedIn(address: string | undefined) {
+  byId("signin").hidden = address !== undefined;
+  byId("workspace").hidden = address === undefined;
+  const account = byId("account");
+  if (address === undefined) {
+    account.replaceChildren();
+    return;
+  }
+  const signOutButton = h("button", { type: "button", id: "signout" }, "Sign out");
+  signOutButton.addEventListener("click", () => signOut());
+  account.replaceChildren(
+    h("span", { title: address }, `${address.slice(0, 6)}…${address.slice(-4)}`),
+    signOutButton,
+  );
+}
+
+function signOut(message?: string) {
+  clearTimeout(pollTimer);
+  clearTimeout(expiryTimer);
+  for (const controller of streams.values()) controller.abort();
+  streams.clear();
+  jobs.clear();
+  progress.clear();
+  cancelling.clear();
+  clearSession();
+  client.setToken(undefined);
+  showSignedIn(undefined);
+  draw();
+  if (message) toast(message, "error");
+}
+
+/** Any call's failure: a lapsed session signs out; the rest become a toast. */
+function failed(err: unknown, what: string) {
+  if (isQuenchError(err, "unauthenticated")) return signOut("Your session ended: sign in again.");
+  if (isQuenchError(err, "aborted")) return;
+  toast(`${what}: ${err instanceof Error ? err.message : String(err)}`, "error");
+}
+
+function apply(event: StreamEvent) {
+  if (event.event === "job") jobs.set(event.data.id, event.data);
+  else if (event.event === "execution") {
+    for (const job of jobs.values()) {
+      const i = job.executions.findIndex((e) => e.id === event.data.id);
+      if (i >= 0) job.executions[i] = event.data;
+    }
+  } else if (event.event === "progress") progress.set(event.data.execution_id, event.data.output);
+  draw();
+}
+
+async function follow(id: string) {
+  const controller = new AbortController();
+  streams.set(id, controller);
+  try {
+    for await (const event of client.stream(id, { signal: controller.signal })) apply(event);
+  } catch (err) {
+    failed(err, "Live updates stopped");
+  } finally {
+    streams.delete(id);
+    startStreams();
+  }
+}
+
+function startStreams() {
+  for (const job of jobs.values()) {
+    if (streams.size >= MAX_STREAMS) return;
+    if (!isTerminalJobStatus(job.status) && !streams.has(job.id)) void follow(job.id);
+  }
+}
+
+async function refresh() {
+  clearTimeout(pollTimer);
+  try {
+    const page = await client.jobs({ limit: LIST_LIMIT });
+    for (const job of page.jobs) if (!streams.has(job.id)) jobs.set(job.id, job);
+    draw();
+    startStreams();
+  } catch (err) {
+    failed(err, "Could not load your jobs");
+  }
+  if (client.token !== undefined) pollTimer = setTimeout(refresh, POLL_MS);
+}
+
+function startSession(session: { token: string; address: string; expires_at: string }) {
+  client.setToken(session.token);
+  showSignedIn(session.address);
+  clearTimeout(expiryTimer);
+  expiryTimer = setTimeout(
+    () => signOut("Your session expired: sign in again."),
+    Math.min(Date.parse(session.expires_at) - Date.now(), 2 ** 31 - 1),
+  );
+  void refresh();
+}
+
+async function signIn() {
+  const button = byId<HTMLButtonElement>("signin-button");
+  if (window.ethereum === undefined) {
+    toast("No browser wallet found: install one (MetaMask, Rabby, …) and reload.", "error");
+    return;
+  }
+  button.disabled = true;
+  button.textContent = "Check your wallet…";
+  try {
+    const session = await signInWithWallet(client, window.ethereum, {
+      statement: "Sign in to quench to run and cancel jobs.",
+    });
+    saveSession(session);
+    startSession(session);
+    toast(`Signed in as ${session.address}`);
+  } catch (err) {
+    failed(err, "Sign-in failed");
+  } finally {
+    button.disabled = false;
+    button.textContent = "Sign in with wallet";
+  }
+}
+
+async function submit(event: SubmitEvent) {
+  event.preventDefault();
+  const button = byId<HTMLButtonElement>("submit-button");
+  const prompt = byId<HTMLTextAreaElement>("prompt").value.trim() || "hello";
+  button.disabled = true;
+  try {
+    const job = await client.submit({
+      executions: [
+        {
+          key: "demo",
+          provider: "demo",
+          model: "demo",
+          input: { messages: [{ role: "user", content: prompt }] },
+        },
+      ],
+      metadata: { source: "dashboard" },
+    });
+    jobs.set(job.id, job);
+    draw();
+    toast(`Submitted job ${job.id.slice(0, 8)}`);
+    startStreams();
+  } catch (err) {
+    failed(err, "Could not submit");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function cancel(id: string) {
+  if (cancelling.has(id)) return;
+  const confirmed = await confirmDialog(
+    `Cancel job ${id.slice(0, 8)}? Its GPU work stops at once; output received so far is kept.`,
+  );
+  if (!confirmed) return;
+  cancelling.add(id);
+  // Shown at once, not on the next frame: a cancel often completes within one.
+  for (const button of document.querySelectorAll<HTMLButtonElement>("button[data-action=cancel]")) {
+    if (button.dataset.jobId !== id) continue;
+    button.textContent = "Cancelling…";
+    button.disabled = true;
+  }
+  try {
+    const result = await client.cancel(id, { reason: "cancelled from the dashboard" });
+    const stop =
+      result.stopped_at === null
+        ? result.previous_status === "queued"
+          ? "it had not started"
+          : "waiting for the runner to confirm the stop"
+        : `work stopped ${Date.parse(result.stopped_at) - Date.parse(result.cancelled_at)} ms after the cancel`;
+    toast(`Cancelled job ${id.slice(0, 8)}: ${stop}.`);
+  } catch (err) {
+    failed(err, `Could not cancel job ${id.slice(0, 8)}`);
+  } finally {
+    cancelling.delete(id);
+    try {
+      jobs.set(id, await client.job(id));
+    } catch (err) {
+      failed(err, "Could not reload the job");
+    }
+    draw();
+  }
+}
+
+function main() {
+  byId("signin-button").addEventListener("click", () => void signIn());
+  byId<HTMLFormElement>("submit-form").addEventListener("submit", (e) => void submit(e));
+  byId("jobs").addEventListener("click", (e) => {
+    const target = (e.target as HTMLElement).closest<HTMLElement>("[data-action=cancel]");
+    const id = target?.dataset.jobId;
+    if (id !== undefined) void cancel(id);
+  });
+  if (window.ethereum === undefined) {
+    byId("signin-note").textContent = "No browser wallet detected: install one to sign in.";
+  }
+  const session = loadSession();
+  if (session === undefined) showSignedIn(undefined);
+  else startSession(session);
+}
+
+main();

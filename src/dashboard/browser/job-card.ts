@@ -1,0 +1,78 @@
+import type { Execution, Job } from "../../client/types.js";
+import { isTerminalJobStatus } from "../../db/statuses.js";
+import { h } from "./dom.js";
+
+const OUTPUT_CHARS = 400;
+
+/** What the page knows of a job besides the job itself. */
+export interface JobExtras {
+  /** The latest streamed output per execution id. */
+  progress: Map<string, unknown>;
+  cancelling: boolean;
+}
+
+/** One job as a list item: status, each execution, output so far, Cancel, and the stop time. */
+export function jobCard(job: Job, extras: JobExtras): HTMLLIElement {
+  const active = !isTerminalJobStatus(job.status);
+  const cancel = active
+    ? h(
+        "button",
+        {
+          type: "button",
+          class: "danger",
+          "data-action": "cancel",
+          "data-job-id": job.id,
+          disabled: extras.cancelling,
+        },
+        extras.cancelling ? "Cancelling…" : "Cancel",
+      )
+    : null;
+  const text = job.executions
+    .map((e) => outputText(extras.progress.get(e.id) ?? e.output))
+    .join("\n");
+  return h(
+    "li",
+    { class: "job", "data-job-id": job.id, "data-status": job.status },
+    h(
+      "div",
+      { class: "job-head" },
+      h("span", { class: "job-id", title: job.id }, job.id),
+      h("span", { class: `status status-${job.status}` }, job.status.replace("_", " ")),
+      cancel,
+    ),
+    ...job.executions.map((e) => executionLine(e, extras.progress.get(e.id))),
+    text
+      ? h(
+          "pre",
+          { class: "output" },
+          text.length > OUTPUT_CHARS ? `…${text.slice(-OUTPUT_CHARS)}` : text,
+        )
+      : null,
+    job.status === "cancelled" ? h("p", { class: "stop-time" }, stopTime(job)) : null,
+    job.error ? h("p", { class: "note" }, `${job.error.code}: ${job.error.message}`) : null,
+  );
+}
+
+function executionLine(e: Execution, progress: unknown): HTMLElement {
+  const chars = outputText(progress ?? e.output).length;
+  const parts = [e.key, `${e.provider}/${e.model}`, e.status, `${chars} chars`];
+  if (e.partial) parts.push("partial");
+  return h("div", { class: "execution" }, parts.join(" · "));
+}
+
+/** How fast the work stopped, from SPEC's cancelled_at and stopped_at. */
+export function stopTime(job: Job): string {
+  if (job.started_at === null) return "Cancelled before it started: no work ran.";
+  if (job.cancelled_at === null || job.stopped_at === null)
+    return "Waiting for the runner to confirm the stop…";
+  const ms = Math.max(0, Date.parse(job.stopped_at) - Date.parse(job.cancelled_at));
+  return `Stopped ${ms} ms after the cancel.`;
+}
+
+function outputText(output: unknown): string {
+  if (output === null || output === undefined) return "";
+  if (typeof output === "string") return output;
+  if (typeof output === "object" && "text" in output && typeof output.text === "string")
+    return output.text;
+  return JSON.stringify(output);
+}

@@ -1,0 +1,179 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "../../src/client/client.js";
+import { newWallet } from "../helpers/api.js";
+import { contextWithWallet, HAVE_CHROMIUM, launchChromium } from "../helpers/browser.js";
+import { ROOT } from "../helpers/process.js";
+import { type RunningServer, startServer } from "../helpers/server.js";
+
+const ARTIFACTS = join(ROOT, "test-artifacts");
+// .ci/run installs Debian's chromium; elsewhere, without it, this file says so and skips.
+const browserTest = HAVE_CHROMIUM || process.env.CI ? describe : describe.skip;
+
+browserTest("the dashboard in headless Chromium, signed in with a wallet", () => {
+  let server: RunningServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    server = await startServer(
+      "dashboard-test",
+      {},
+      {
+        demo: { kind: "demo", tokens_per_second: 30, max_tokens: 100_000 },
+      },
+    );
+    browser = await launchChromium();
+    mkdirSync(ARTIFACTS, { recursive: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  async function signIn(page: Page, address: string) {
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "Sign in with wallet" }).click();
+    await expect
+      .poll(() => page.locator("#account span").getAttribute("title"), { timeout: 15_000 })
+      .toBe(address);
+  }
+
+  it("signs in, submits a demo job, sees it stream, cancels it with a confirmation and shows the stop time", async () => {
+    const wallet = newWallet();
+    const context = await contextWithWallet(browser, wallet);
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+    await signIn(page, wallet.address);
+    await expect.poll(() => page.locator("#empty").isVisible()).toBe(true);
+
+    await page.getByLabel("Prompt for a demo job").fill("a prompt from the browser test");
+    await page.getByRole("button", { name: "Run demo job" }).click();
+    const card = page.locator("li.job").first();
+    await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
+    await expect
+      .poll(async () => (await card.locator("pre.output").textContent())?.length ?? 0, {
+        timeout: 15_000,
+      })
+      .toBeGreaterThan(20);
+    const jobId = (await card.getAttribute("data-job-id")) as string;
+
+    // Every label the Cancel button shows, recorded as the DOM changes.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { cancelLabels: string[] }).cancelLabels = seen;
+      new MutationObserver(() => {
+        for (const b of document.querySelectorAll("button[data-action=cancel]")) {
+          const text = b.textContent ?? "";
+          if (seen.at(-1) !== text) seen.push(text);
+        }
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    await card.getByRole("button", { name: "Cancel" }).click();
+    const dialog = page.locator("dialog#confirm");
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    expect(await dialog.textContent()).toContain(`Cancel job ${jobId.slice(0, 8)}?`);
+    await dialog.getByRole("button", { name: "Cancel job" }).click();
+
+    await expect
+      .poll(() => card.getAttribute("data-status"), { timeout: 15_000 })
+      .toBe("cancelled");
+    await expect
+      .poll(() => card.locator(".stop-time").textContent(), { timeout: 15_000 })
+      .toMatch(/^Stopped \d+ ms after the cancel\.$/);
+    expect(await card.locator("button[data-action=cancel]").count()).toBe(0);
+    const labels = await page.evaluate(
+      () => (window as unknown as { cancelLabels: string[] }).cancelLabels,
+    );
+    expect(labels).toContain("Cancelling…");
+    await expect
+      .poll(() => page.locator(".toast").allTextContents())
+      .toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^Cancelled job ${jobId.slice(0, 8)}: work stopped \\d+ ms after the cancel\\.$`,
+          ),
+        ),
+      );
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
+
+    // The server agrees: cancelled, with the dashboard's reason, stopped.
+    const session = await page.evaluate(() =>
+      JSON.parse(sessionStorage.getItem("quench.session") ?? "{}"),
+    );
+    const job = await createClient({ url: server.url, token: session.token }).job(jobId);
+    expect(job).toMatchObject({
+      status: "cancelled",
+      cancel_reason: "cancelled from the dashboard",
+      owner: wallet.address,
+    });
+    expect(job.stopped_at).not.toBeNull();
+    expect(pageErrors).toEqual([]);
+    await context.close();
+  });
+
+  it("a second wallet sees none of the first wallet's jobs", async () => {
+    const first = newWallet();
+    const firstContext = await contextWithWallet(browser, first);
+    const firstPage = await firstContext.newPage();
+    await signIn(firstPage, first.address);
+    await firstPage.getByRole("button", { name: "Run demo job" }).click();
+    await expect.poll(() => firstPage.locator("li.job").count(), { timeout: 15_000 }).toBe(1);
+    const firstJob = await firstPage.locator("li.job").first().getAttribute("data-job-id");
+
+    const second = newWallet();
+    const secondContext = await contextWithWallet(browser, second);
+    const secondPage = await secondContext.newPage();
+    await signIn(secondPage, second.address);
+    // The list has loaded once "no jobs" shows; the poll that follows must not bring the first wallet's job.
+    await expect
+      .poll(() => secondPage.locator("#empty").isVisible(), { timeout: 15_000 })
+      .toBe(true);
+    await secondPage.waitForResponse((r) => r.url().includes("/api/v1/jobs?"), { timeout: 15_000 });
+    expect(await secondPage.locator(`li.job[data-job-id="${firstJob}"]`).count()).toBe(0);
+    expect(await secondPage.locator("li.job").count()).toBe(0);
+
+    await firstPage.locator("li.job button[data-action=cancel]").click();
+    await firstPage.locator("dialog#confirm").getByRole("button", { name: "Cancel job" }).click();
+    await expect
+      .poll(() => firstPage.locator("li.job").first().getAttribute("data-status"), {
+        timeout: 15_000,
+      })
+      .toBe("cancelled");
+    await firstContext.close();
+    await secondContext.close();
+  });
+
+  it("is readable on a phone: nothing wider than the screen", async () => {
+    const wallet = newWallet();
+    const context = await contextWithWallet(browser, wallet, { width: 390, height: 844 });
+    const page = await context.newPage();
+    await signIn(page, wallet.address);
+    await page.getByRole("button", { name: "Run demo job" }).click();
+    await expect
+      .poll(() => page.locator("li.job").first().getAttribute("data-status"), { timeout: 15_000 })
+      .toBe("running");
+    const overflow = await page.evaluate(
+      () => document.documentElement.scrollWidth - window.innerWidth,
+    );
+    expect(overflow).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-phone.png"), fullPage: true });
+    await page.locator("li.job button[data-action=cancel]").click();
+    await page.locator("dialog#confirm").getByRole("button", { name: "Cancel job" }).click();
+    await expect
+      .poll(() => page.locator("li.job").first().getAttribute("data-status"), { timeout: 15_000 })
+      .toBe("cancelled");
+    await context.close();
+  });
+
+  it("without a browser wallet, says so instead of failing", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await expect
+      .poll(() => page.locator("#signin-note").textContent())
+      .toBe("No browser wallet detected: install one to sign in.");
+    await context.close();
+  });
+});
