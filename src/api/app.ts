@@ -22,6 +22,7 @@ import { streamRoutes } from "./routes/stream.js";
 import type { StreamRegistry } from "./streams.js";
 
 const MAX_BODY_BYTES = 1024 * 1024;
+const JOB_PATH = /^\/api\/v1\/jobs\/([0-9a-fA-F-]{36})(?:\/|$)/;
 
 /** What the jobs API needs; absent when the instance only runs jobs (ROLE=runner). */
 export interface JobsApiDeps {
@@ -73,10 +74,14 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     c.set("log", log);
     const started = performance.now();
     await next();
+    // A request about one job names it, so its lines join the runner's under job_id.
+    const jobId =
+      JOB_PATH.exec(c.req.path)?.[1] ?? JOB_PATH.exec(c.res.headers.get("location") ?? "")?.[1];
     log.info(
       {
         method: c.req.method,
         path: c.req.path,
+        ...(jobId === undefined ? {} : { job_id: jobId }),
         status: c.res.status,
         ms: Math.round(performance.now() - started),
       },

@@ -52,6 +52,7 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
     deps.manager.register(job.id, jobCtx, cancelJob);
     registered = true;
     deps.feed.publish({ type: "job", jobId: job.id, status: "running" });
+    log.info({ attempt: job.attempt, executions: job.executions.length }, "job started");
     const partials = await runDag(deps, job, runCtx, cancelJob, log);
     await conclude(deps, job, jobCtx, runCtx, partials, log);
   } catch (err) {

@@ -10,7 +10,7 @@ import type { Scope } from "../../src/api/auth/principal.js";
 import { createAuthenticator, signServiceToken } from "../../src/api/auth/tokens.js";
 import { createStreamRegistry, type StreamRegistry } from "../../src/api/streams.js";
 import type { Database } from "../../src/db/connection.js";
-import { createLogger } from "../../src/logger.js";
+import { rememberSecret, testLogger } from "./logs.js";
 import { type RunningRunner, startRunner } from "./runner.js";
 
 export const HOST = "quench.test";
@@ -39,7 +39,12 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export const newWallet = (): LocalAccount => privateKeyToAccount(generatePrivateKey());
+/** A fresh wallet; its key is one of the secrets the log scan looks for. */
+export function newWallet(): LocalAccount {
+  const key = generatePrivateKey();
+  rememberSecret(key);
+  return privateKeyToAccount(key);
+}
 
 /** A signed SIWE message for `account`, with the fields a test may override. */
 export async function siweMessage(
@@ -77,9 +82,11 @@ export async function startApi(
     concurrency: options.concurrency ?? 16,
   });
   const serviceSecret = randomBytes(32).toString("hex");
+  const sessionSecret = randomBytes(32).toString("hex");
+  rememberSecret(serviceSecret, sessionSecret);
   const agent = new Agent();
   const auth = createAuthenticator({
-    sessionSecret: randomBytes(32).toString("hex"),
+    sessionSecret,
     sessionTtlMs: options.sessionTtlMs,
     service: {
       secret: options.jwksUrl ? undefined : serviceSecret,
@@ -92,7 +99,7 @@ export async function startApi(
   const streams = createStreamRegistry();
   const app = createApp({
     database,
-    logger: createLogger({ level: "silent", instance: "api-test" }),
+    logger: testLogger("api-test"),
     metrics: runner.metrics,
     instance: "api-test",
     role: "all",

@@ -32,7 +32,8 @@ export function runCli(
   child.stdin.end(o.stdin ?? "");
   const done = new Promise<CliRun>((resolve) =>
     child.on("close", (code) => {
-      saveProcessLog("cli", stdout + stderr);
+      // stdout is the command's output (`quench token` prints a token on purpose); stderr must stay clean.
+      saveProcessLog("cli-stderr", stderr);
       resolve({ code, stdout, stderr });
     }),
   );

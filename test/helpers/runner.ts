@@ -1,7 +1,6 @@
 import { Agent } from "undici";
 import type { Db } from "../../src/db/connection.js";
 import { insertJob, type JobWithExecutions, type NewJob } from "../../src/db/jobs.js";
-import { createLogger } from "../../src/logger.js";
 import { createMetrics, type Metrics } from "../../src/metrics.js";
 import { parseProviders } from "../../src/providers/config.js";
 import { createProviderRegistry, type ProviderRegistry } from "../../src/providers/registry.js";
@@ -13,6 +12,7 @@ import {
 import { createJobFeed, type FeedEvent, type JobFeed } from "../../src/runner/job-feed.js";
 import { createRunner, type Runner, type RunnerOptions } from "../../src/runner/runner.js";
 import { createStopAcks, type StopAcks } from "../../src/runner/stop-acks.js";
+import { testLogger } from "./logs.js";
 import { withDeadline } from "./process.js";
 
 export interface RunningRunner {
@@ -53,7 +53,7 @@ export async function startRunner(
       instance: options.instance ?? "runner-test",
       providers,
       feed,
-      logger: createLogger({ level: "silent", instance: "runner-test" }),
+      logger: testLogger("runner-test"),
       metrics,
       manager,
       acks,

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDatabase, type TestDatabase } from "./databases.js";
 import { rememberSecret, saveProcessLog } from "./logs.js";
-import { type Spawned, spawnEntry, waitForLogLine } from "./process.js";
+import { type Spawned, spawnEntry, waitForLogLine, withDeadline } from "./process.js";
 
 /** Demo providers fast enough for a test to watch a job end, and slow enough to cancel one. */
 export const TEST_PROVIDERS = {
@@ -58,8 +58,28 @@ export async function startServer(
     await rm(dataDir, { recursive: true, force: true });
   };
   try {
-    const listening = await waitForLogLine(proc, (l) => l.msg === "listening", 60_000);
-    return { url: `http://127.0.0.1:${listening.port}`, env: serverEnv, proc, stop };
+    if (env.PORT === undefined) {
+      const listening = await waitForLogLine(proc, (l) => l.msg === "listening", 60_000);
+      return { url: `http://127.0.0.1:${listening.port}`, env: serverEnv, proc, stop };
+    }
+    // A fixed port (a quiet LOG_LEVEL prints no "listening" line): wait for /healthz.
+    const url = `http://127.0.0.1:${env.PORT}`;
+    await withDeadline(
+      (async () => {
+        for (;;) {
+          if (proc.child.exitCode !== null) throw new Error(`exited first: ${proc.stderr()}`);
+          const up = await fetch(`${url}/healthz`).then(
+            (r) => r.ok,
+            () => false,
+          );
+          if (up) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })(),
+      60_000,
+      `the server did not answer on ${url}`,
+    );
+    return { url, env: serverEnv, proc, stop };
   } catch (err) {
     await stop();
     throw err;
