@@ -21,6 +21,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY drizzle ./drizzle
+# `npx quench migrate|token|jobs…` inside the machine (fly ssh console).
+COPY bin ./bin
 USER node
 EXPOSE 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]

@@ -11,8 +11,11 @@ import { type RunningServer, startServer } from "../helpers/server.js";
 const ARTIFACTS = join(ROOT, "test-artifacts");
 // .ci/run installs Debian's chromium; elsewhere, without it, this file says so and skips.
 const browserTest = HAVE_CHROMIUM || process.env.CI ? describe : describe.skip;
+const title = HAVE_CHROMIUM
+  ? "the dashboard in headless Chromium, signed in with a wallet"
+  : "the dashboard in headless Chromium (skipped: /usr/bin/chromium is missing; apt-get install chromium)";
 
-browserTest("the dashboard in headless Chromium, signed in with a wallet", () => {
+browserTest(title, () => {
   let server: RunningServer;
   let browser: Browser;
   beforeAll(async () => {
