@@ -123,6 +123,30 @@ describe.each(DRIVERS)("quench/client against a real server on %s", (driver) => 
     await client.cancel(job.id);
   });
 
+  it("follow reopens a stream the server closed before the end and still returns the final job", async () => {
+    const job = await client.submit({ executions: [chat("llm")] });
+    let closedOnce = false;
+    let cancelling: Promise<unknown> | undefined;
+    const seen: string[] = [];
+    const following = client.follow(job.id, {
+      onEvent: (event) => {
+        seen.push(event.event);
+        if (event.event === "progress" && !closedOnce) {
+          closedOnce = true;
+          api.streams.closeAll(); // as an instance does when it drains
+        }
+        // The reopened stream's snapshot: now end the job.
+        if (event.event === "job" && closedOnce && !cancelling) {
+          cancelling = client.cancel(job.id);
+        }
+      },
+    });
+    const final = await withDeadline(following, 20_000, "follow did not return");
+    await cancelling;
+    expect(final.status).toBe("cancelled");
+    expect(seen.filter((e) => e === "job").length).toBeGreaterThanOrEqual(2);
+  });
+
   it("cancels a running job and answers with the time it stopped; a second cancel is not_cancellable", async () => {
     const job = await client.submit({ executions: [chat("llm")] });
     for await (const event of client.stream(job.id)) if (event.event === "progress") break;
