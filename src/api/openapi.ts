@@ -333,6 +333,17 @@ export function buildOpenApi(): Schema {
           },
         },
       },
+      "/": {
+        get: {
+          summary: "The dashboard (HTML): wallet sign-in, your jobs live, Cancel",
+          responses: {
+            200: {
+              description: "the page",
+              content: { "text/html": { schema: { type: "string" } } },
+            },
+          },
+        },
+      },
       "/openapi.json": {
         get: {
           summary: "This document",

@@ -84,6 +84,7 @@ describe("GET /openapi.json", () => {
           "/api/v1/jobs/cancel",
           "/api/v1/jobs/{id}/stream",
           "/api/v1/jobs/{id}/events",
+          "/",
           "/healthz",
           "/metrics",
           "/openapi.json",
