@@ -88,6 +88,12 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   const [root, cancelRoot] = withCancelCause(background());
   const active = new Map<string, Promise<void>>();
   const owners = new Map<string, string>();
+  // Per held job, the monotonic time (ms) until which its lease surely holds:
+  // the send time of the claim or renewal that set it, plus LEASE_MS. The
+  // store's expiry is later than that, so fencing at this time stops our work
+  // before another instance can be handed the job.
+  const leaseHeldUntil = new Map<string, number>();
+  const heartbeatMs = Math.max(50, Math.floor(options.leaseMs / 3));
   const wakeup = createWakeup();
   const log = deps.logger.child({ component: "runner" });
   const claimPollMs = options.claimPollMs ?? 1_000;
@@ -113,6 +119,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       let claimed = 0;
       if (free > 0) {
         try {
+          const sent = performance.now();
           const jobs = await claimJobs(deps.db, {
             instance: deps.instance,
             limit: free,
@@ -122,12 +129,14 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
           mayHaveMore = claimed === free;
           for (const job of jobs) {
             owners.set(job.id, job.owner);
+            leaseHeldUntil.set(job.id, sent + options.leaseMs);
             const run = runJob(
               { ...deps, root, maxAttempts: options.maxAttempts ?? 3 },
               job,
             ).finally(() => {
               active.delete(job.id);
               owners.delete(job.id);
+              leaseHeldUntil.delete(job.id);
               if (mayHaveMore) wakeup.notify(); // a slot is free and work may be waiting
             });
             active.set(job.id, run);
@@ -170,11 +179,34 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     }
   }
 
+  /**
+   * Self-fencing: a job whose lease this instance could not renew in time
+   * (the database is unreachable from here, or too slow) may already be
+   * another instance's, so its work stops here. Checked on every heartbeat,
+   * before and independently of a renewal that may hang; a lease within half
+   * a heartbeat of lapsing counts as lapsed, so the fence lands by the lapse
+   * and not a heartbeat after it. Healthy renewals keep two thirds of
+   * LEASE_MS in hand, and one failed renewal is tolerated.
+   */
+  function fenceLapsedLeases(): void {
+    const now = performance.now();
+    for (const [id, until] of leaseHeldUntil) {
+      if (until - heartbeatMs / 2 > now || !deps.manager.isRunning(id)) continue;
+      leaseHeldUntil.delete(id);
+      deps.manager.cancel(
+        id,
+        new CancelCause("runner_lost", "this instance could not renew the job's lease in time"),
+      );
+    }
+  }
+
   /** One UPDATE renews every held lease; a held job not renewed has left `running` here. */
   async function renew(): Promise<void> {
+    fenceLapsedLeases();
     const held = deps.manager.jobIds();
     if (held.length === 0) return;
     try {
+      const sent = performance.now();
       const renewed = new Set(
         await renewLeases(deps.db, {
           instance: deps.instance,
@@ -182,6 +214,8 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
           leaseMs: options.leaseMs,
         }),
       );
+      for (const id of renewed)
+        if (leaseHeldUntil.has(id)) leaseHeldUntil.set(id, sent + options.leaseMs);
       await checkHeld(held.filter((id) => !renewed.has(id)));
     } catch (err) {
       log.error({ err }, "lease renewal failed");
@@ -192,7 +226,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     start() {
       if (loop !== undefined) return;
       loop = claimLoop();
-      heartbeat = setInterval(() => void renew(), Math.max(50, Math.floor(options.leaseMs / 3)));
+      heartbeat = setInterval(() => void renew(), heartbeatMs);
       const pollMs = options.cancelPollMs ?? 2_000;
       poll = setInterval(() => void checkHeld(deps.manager.jobIds()), Math.max(20, pollMs));
     },
