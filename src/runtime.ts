@@ -128,12 +128,15 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
         maxAttempts: config.maxAttempts,
       })
         .then((reaped) => {
-          if (reaped.requeued.length + reaped.failed.length === 0) return;
-          logger.warn(
-            { requeued: reaped.requeued, failed: reaped.failed },
-            "reaped the jobs of a lost runner",
-          );
+          const lost = (ids: string[], outcome: string) => {
+            for (const id of ids)
+              logger.warn({ job_id: id, outcome }, "reaped the job of a lost runner");
+          };
+          lost(reaped.requeued, "requeued");
+          lost(reaped.failed, "failed");
+          lost(reaped.stopped, "stop recorded");
           for (const _ of reaped.failed) metrics.jobsFinished.inc({ status: "failed" });
+          for (const _ of reaped.stopped) metrics.jobsFinished.inc({ status: "cancelled" });
           if (reaped.requeued.length > 0) notifyNewWork();
         })
         .catch((err: unknown) => logger.error({ err }, "reaping failed")),

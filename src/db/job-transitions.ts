@@ -5,7 +5,7 @@
  * Where a change touches executions or writes an audit event, they share
  * its transaction: the trail never records a change that did not happen.
  */
-import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
 import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
@@ -100,7 +100,9 @@ export type CancelOutcome =
 /**
  * queued | running → cancelled, with its pending and running executions.
  * A queued job had no work to stop: it is marked stopped at once. A running
- * one gets `stopped_at` when its runner reports every execution settled.
+ * one gets `stopped_at` when its runner reports every execution settled; its
+ * holder keeps the lease while it stops the work, so a holder that dies
+ * before reporting is noticed (the reaper then records the stop).
  */
 export async function cancelJob(
   db: Db,
@@ -118,7 +120,6 @@ export async function cancelJob(
         cancelledBy: request.actor,
         cancelReason: request.reason ?? null,
         finishedAt: sql`now()`,
-        leaseExpiresAt: null,
         stoppedAt: current.status === "queued" ? sql`now()` : null,
       })
       .where(and(eq(jobs.id, jobId), jobGuard("cancelled")))
@@ -286,7 +287,7 @@ export async function markStopped(
   return db.transaction(async (tx) => {
     const [row] = await tx
       .update(jobs)
-      .set({ stoppedAt: sql`now()` })
+      .set({ stoppedAt: sql`now()`, leaseExpiresAt: null })
       .where(and(eq(jobs.id, jobId), eq(jobs.status, "cancelled"), isNull(jobs.stoppedAt)))
       .returning({ stoppedAt: jobs.stoppedAt, cancelledAt: jobs.cancelledAt });
     if (row?.stoppedAt == null) return undefined;
@@ -306,14 +307,15 @@ export async function markStopped(
 
 /**
  * Extends the lease of every job `instance` holds among `jobIds`, in one
- * statement. Returns the ids renewed: a held id missing from the answer is
- * no longer running here (cancelled, finished, or reaped by another instance).
+ * statement: running jobs, and cancelled ones whose stop it has not reported
+ * yet (`stopping`). A held id missing from `running` is no longer running
+ * here (cancelled, finished, or reaped by another instance).
  */
 export async function renewLeases(
   db: Db,
   renewal: { instance: string; jobIds: string[]; leaseMs: number },
-): Promise<string[]> {
-  if (renewal.jobIds.length === 0) return [];
+): Promise<{ running: string[]; stopping: string[] }> {
+  if (renewal.jobIds.length === 0) return { running: [], stopping: [] };
   const rows = await db
     .update(jobs)
     .set({ leaseExpiresAt: sql`now() + ${msInterval(renewal.leaseMs)}` })
@@ -321,11 +323,17 @@ export async function renewLeases(
       and(
         inArray(jobs.id, renewal.jobIds),
         eq(jobs.instance, renewal.instance),
-        eq(jobs.status, "running"),
+        or(
+          eq(jobs.status, "running"),
+          and(eq(jobs.status, "cancelled"), isNull(jobs.stoppedAt), isNotNull(jobs.leaseExpiresAt)),
+        ),
       ),
     )
-    .returning({ id: jobs.id });
-  return rows.map((r) => r.id);
+    .returning({ id: jobs.id, status: jobs.status });
+  return {
+    running: rows.filter((r) => r.status === "running").map((r) => r.id),
+    stopping: rows.filter((r) => r.status === "cancelled").map((r) => r.id),
+  };
 }
 
 /** Status, holder and cancel details of some jobs, in one query. */

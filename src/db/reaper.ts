@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
@@ -8,6 +8,8 @@ import { jobs } from "./schema.js";
 export interface Reaped {
   requeued: string[];
   failed: string[];
+  /** Cancelled jobs whose holder died before reporting the stop: marked stopped now. */
+  stopped: string[];
 }
 
 /**
@@ -31,7 +33,7 @@ export async function reapExpiredLeases(
       .orderBy(asc(jobs.leaseExpiresAt))
       .limit(reap.limit ?? 100)
       .for("update", { skipLocked: true });
-    const reaped: Reaped = { requeued: [], failed: [] };
+    const reaped: Reaped = { requeued: [], failed: [], stopped: [] };
     for (const job of expired) {
       const lost = {
         code: "runner_lost",
@@ -74,6 +76,53 @@ export async function reapExpiredLeases(
       });
       reaped.requeued.push(job.id);
     }
+    reaped.stopped = await markLostStops(tx, reap.actor, reap.limit ?? 100);
     return reaped;
   });
+}
+
+/**
+ * A cancelled job's holder keeps its lease until it reports the stop; if the
+ * lease lapsed first, the holder died (or was cut off, and fenced itself by
+ * the lapse), so the work has stopped: record it now. `cancel_to_stop_ms` is
+ * then an upper bound, and the event says why.
+ */
+async function markLostStops(tx: Db, actor: string, limit: number): Promise<string[]> {
+  const lapsed = and(
+    eq(jobs.status, "cancelled"),
+    isNull(jobs.stoppedAt),
+    sql`${jobs.leaseExpiresAt} < now()`,
+  );
+  const lost = await tx
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(lapsed)
+    .orderBy(asc(jobs.leaseExpiresAt))
+    .limit(limit)
+    .for("update", { skipLocked: true });
+  const stopped: string[] = [];
+  for (const { id } of lost) {
+    const [row] = await tx
+      .update(jobs)
+      .set({ stoppedAt: sql`now()`, leaseExpiresAt: null })
+      .where(and(eq(jobs.id, id), lapsed))
+      .returning({
+        stoppedAt: jobs.stoppedAt,
+        cancelledAt: jobs.cancelledAt,
+        instance: jobs.instance,
+      });
+    if (row?.stoppedAt == null) continue;
+    await appendEvent(tx, {
+      jobId: id,
+      type: "stopped",
+      actor,
+      data: {
+        cancel_to_stop_ms: Math.max(0, row.stoppedAt.getTime() - (row.cancelledAt?.getTime() ?? 0)),
+        runner_lost: true,
+        lost_instance: row.instance,
+      },
+    });
+    stopped.push(id);
+  }
+  return stopped;
 }

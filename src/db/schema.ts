@@ -61,6 +61,10 @@ export const jobs = pgTable(
     index("jobs_queued_idx").on(t.createdAt, t.id).where(sql`status = 'queued'`),
     // Lease renewal and the reaper: running jobs by lease expiry.
     index("jobs_running_lease_idx").on(t.leaseExpiresAt).where(sql`status = 'running'`),
+    // The reaper: cancelled jobs whose holder has not reported the stop, by lease expiry.
+    index("jobs_stopping_lease_idx")
+      .on(t.leaseExpiresAt)
+      .where(sql`status = 'cancelled' and stopped_at is null`),
     // A principal's jobs, newest first (cursor pagination on created_at, id).
     index("jobs_owner_created_idx").on(t.owner, t.createdAt.desc(), t.id.desc()),
     // An admin's view of every job, newest first.

@@ -207,15 +207,15 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
     if (held.length === 0) return;
     try {
       const sent = performance.now();
-      const renewed = new Set(
-        await renewLeases(deps.db, {
-          instance: deps.instance,
-          jobIds: held,
-          leaseMs: options.leaseMs,
-        }),
-      );
-      for (const id of renewed)
+      const { running, stopping } = await renewLeases(deps.db, {
+        instance: deps.instance,
+        jobIds: held,
+        leaseMs: options.leaseMs,
+      });
+      for (const id of [...running, ...stopping]) {
         if (leaseHeldUntil.has(id)) leaseHeldUntil.set(id, sent + options.leaseMs);
+      }
+      const renewed = new Set(running);
       await checkHeld(held.filter((id) => !renewed.has(id)));
     } catch (err) {
       log.error({ err }, "lease renewal failed");

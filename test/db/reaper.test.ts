@@ -3,7 +3,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { startExecution } from "../../src/db/executions.js";
-import { renewLeases } from "../../src/db/job-transitions.js";
+import {
+  cancelJob as cancelInStore,
+  markStopped,
+  renewLeases,
+} from "../../src/db/job-transitions.js";
 import { reapExpiredLeases } from "../../src/db/reaper.js";
 import { jobs } from "../../src/db/schema.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
@@ -33,7 +37,7 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
   it("requeues a job whose lease lapsed, its running executions back to pending", async () => {
     const job = await abandoned();
     const reaped = await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 });
-    expect(reaped).toEqual({ requeued: [job.id], failed: [] });
+    expect(reaped).toEqual({ requeued: [job.id], failed: [], stopped: [] });
     const after = await reload(db, job.id);
     expect(after).toMatchObject({ status: "queued", instance: null, attempt: 1 });
     expect(after.executions.map((e) => e.status)).toEqual(["pending", "pending"]);
@@ -49,6 +53,7 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
     expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 2 })).toEqual({
       requeued: [],
       failed: [job.id],
+      stopped: [],
     });
     const after = await reload(db, job.id);
     expect(after).toMatchObject({ status: "failed", attempt: 2, error: { code: "runner_lost" } });
@@ -61,6 +66,7 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
     expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).toEqual({
       requeued: [],
       failed: [],
+      stopped: [],
     });
     await db
       .update(jobs)
@@ -68,10 +74,11 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
       .where(eq(jobs.id, job.id));
     expect(
       await renewLeases(db, { instance: INSTANCE, jobIds: [job.id], leaseMs: 30_000 }),
-    ).toEqual([job.id]);
+    ).toEqual({ running: [job.id], stopping: [] });
     expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).toEqual({
       requeued: [],
       failed: [],
+      stopped: [],
     });
     expect((await reload(db, job.id)).status).toBe("running");
   });
@@ -84,5 +91,52 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
       reapExpiredLeases(db, { actor: "b", maxAttempts: 3 }),
     ]);
     expect([...a.requeued, ...b.requeued].sort()).toEqual([...ids].sort());
+  });
+
+  it("records the stop of a cancelled job whose holder died before reporting it, and not while the holder renews", async () => {
+    const job = await submit(db, newJob({}, ["a"]));
+    await claimOnly(db, job.id);
+    await startExecution(db, job.executions[0]?.id ?? "", INSTANCE);
+    await cancelInStore(db, job.id, { actor: "0xabc", reason: "stop" });
+    // The holder is alive: its renewal keeps the stopping job's lease.
+    expect(
+      await renewLeases(db, { instance: INSTANCE, jobIds: [job.id], leaseMs: 30_000 }),
+    ).toEqual({ running: [], stopping: [job.id] });
+    expect((await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).stopped).toEqual([]);
+    expect((await reload(db, job.id)).stoppedAt).toBeNull();
+
+    // Then it dies: the lease lapses with the stop unreported.
+    await db
+      .update(jobs)
+      .set({ leaseExpiresAt: sql`now() - interval '1 second'` })
+      .where(eq(jobs.id, job.id));
+    expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).toEqual({
+      requeued: [],
+      failed: [],
+      stopped: [job.id],
+    });
+    const after = await reload(db, job.id);
+    expect(after).toMatchObject({ status: "cancelled", leaseExpiresAt: null });
+    expect(after.stoppedAt).not.toBeNull();
+    const stopped = (await listEvents(db, job.id)).filter((e) => e.type === "stopped");
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]).toMatchObject({
+      actor: "reaper",
+      data: { runner_lost: true, lost_instance: INSTANCE, cancel_to_stop_ms: expect.any(Number) },
+    });
+    // Reaped once; a late report from the holder changes nothing.
+    expect((await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).stopped).toEqual([]);
+    expect(await markStopped(db, job.id, INSTANCE)).toBeUndefined();
+  });
+
+  it("a reported stop ends the lease: nothing is left for the reaper", async () => {
+    const job = await submit(db, newJob({}, ["a"]));
+    await claimOnly(db, job.id);
+    await cancelInStore(db, job.id, { actor: "0xabc" });
+    expect(await markStopped(db, job.id, INSTANCE)).toBeDefined();
+    expect((await reload(db, job.id)).leaseExpiresAt).toBeNull();
+    expect(
+      await renewLeases(db, { instance: INSTANCE, jobIds: [job.id], leaseMs: 30_000 }),
+    ).toEqual({ running: [], stopping: [] });
   });
 });

@@ -1,0 +1,1 @@
+CREATE INDEX "jobs_stopping_lease_idx" ON "jobs" USING btree ("lease_expires_at") WHERE status = 'cancelled' and stopped_at is null;
