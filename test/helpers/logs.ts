@@ -1,7 +1,9 @@
-import { appendFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createLogger, type Logger } from "../../src/logger.js";
-import { ROOT } from "./process.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /**
  * Every log line of the test run lands under test-artifacts/logs (one file
@@ -26,6 +28,30 @@ export function testLogger(instance: string): Logger {
 export function saveProcessLog(name: string, text: string): void {
   mkdirSync(LOG_DIR, { recursive: true });
   appendFileSync(join(LOG_DIR, `${name}-${process.pid}.ndjson`), text);
+}
+
+/**
+ * Keeps a spawned quench process's output for the scan, with the secrets it
+ * was given (variables named *SECRET*, *TOKEN*, *PRIVATE_KEY*) and the ones
+ * it generated in its DATA_DIR.
+ */
+export function keepSpawnedLog(name: string, text: string, env: Record<string, string>): void {
+  saveProcessLog(name, text);
+  rememberSecret(
+    ...Object.entries(env)
+      .filter(([k]) => /SECRET|TOKEN|PRIVATE_KEY/.test(k))
+      .map(([, v]) => v),
+  );
+  if (env.DATA_DIR === undefined) return;
+  try {
+    const stored = JSON.parse(readFileSync(join(env.DATA_DIR, "secrets.json"), "utf8")) as Record<
+      string,
+      string
+    >;
+    rememberSecret(...Object.values(stored));
+  } catch {
+    // No secrets generated (production config, or it never started).
+  }
 }
 
 /** Names a secret the logs must never contain. */

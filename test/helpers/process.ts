@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
+import { keepSpawnedLog } from "./logs.js";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -26,7 +28,12 @@ export function spawnEntry(entry: string, env: Record<string, string>): Spawned 
   child.stderr?.on("data", (d: Buffer) => {
     err += d.toString();
   });
-  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const exit = new Promise<number | null>((resolve) =>
+    child.on("close", (code) => {
+      keepSpawnedLog(basename(entry, ".ts"), out + err, env);
+      resolve(code);
+    }),
+  );
   return {
     child,
     stdout: () => out,

@@ -1,8 +1,7 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDatabase, type TestDatabase } from "./databases.js";
-import { rememberSecret, saveProcessLog } from "./logs.js";
 import { type Spawned, spawnEntry, waitForLogLine, withDeadline } from "./process.js";
 
 /** Demo providers fast enough for a test to watch a job end, and slow enough to cancel one. */
@@ -51,9 +50,6 @@ export async function startServer(
     stopped = true;
     if (proc.child.exitCode === null) proc.child.kill("SIGTERM");
     await proc.exited(20_000).catch(() => proc.child.kill("SIGKILL"));
-    saveProcessLog(name, proc.stdout() + proc.stderr());
-    const secrets = await readFile(join(dataDir, "secrets.json"), "utf8").catch(() => "{}");
-    rememberSecret(...Object.values(JSON.parse(secrets) as Record<string, string>));
     await database?.drop();
     await rm(dataDir, { recursive: true, force: true });
   };
