@@ -179,4 +179,30 @@ browserTest(title, () => {
       .toBe("No browser wallet detected: install one to sign in.");
     await context.close();
   });
+
+  // Last: it stops the server.
+  it("when the server goes away, says so once instead of a toast per retry", async () => {
+    const wallet = newWallet();
+    const context = await contextWithWallet(browser, wallet);
+    const page = await context.newPage();
+    await signIn(page, wallet.address);
+    // Every toast shown, even one that has faded since.
+    await page.evaluate(() => {
+      const shown: string[] = [];
+      (window as unknown as { toasts: string[] }).toasts = shown;
+      new MutationObserver((records) => {
+        for (const r of records) for (const n of r.addedNodes) shown.push(n.textContent ?? "");
+      }).observe(document.getElementById("toasts") as HTMLElement, { childList: true });
+    });
+    let failedPolls = 0;
+    page.on("requestfailed", (r) => {
+      if (r.url().includes("/api/v1/jobs?")) failedPolls++;
+    });
+    await server.stop();
+    await expect.poll(() => failedPolls, { timeout: 20_000 }).toBeGreaterThanOrEqual(3);
+    const shown = await page.evaluate(() => (window as unknown as { toasts: string[] }).toasts);
+    const offline = shown.filter((t) => t.startsWith("Cannot reach quench"));
+    expect(offline).toEqual(["Cannot reach quench: retrying every few seconds."]);
+    await context.close();
+  });
 });

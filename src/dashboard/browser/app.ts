@@ -28,6 +28,8 @@ const cancelling = new Set<string>();
 let pollTimer: ReturnType<typeof setTimeout> | undefined;
 let expiryTimer: ReturnType<typeof setTimeout> | undefined;
 let drawPending = false;
+/** The last poll could not reach the server (told once, until it can). */
+let offline = false;
 
 function draw() {
   if (drawPending) return;
@@ -94,16 +96,26 @@ function apply(event: StreamEvent) {
   draw();
 }
 
+/**
+ * Follows one job's stream. A stream that ended with its job frees a slot at
+ * once; one that failed (server restarting, network gone) is left to the next
+ * poll, so an outage costs one attempt per poll, not a loop.
+ */
 async function follow(id: string) {
   const controller = new AbortController();
   streams.set(id, controller);
+  let ended = false;
   try {
-    for await (const event of client.stream(id, { signal: controller.signal })) apply(event);
+    for await (const event of client.stream(id, { signal: controller.signal })) {
+      apply(event);
+      if (event.event === "end") ended = true;
+    }
   } catch (err) {
-    failed(err, "Live updates stopped");
+    // The poll reports an unreachable server, once.
+    if (!isQuenchError(err, "network_error")) failed(err, "Live updates stopped");
   } finally {
     streams.delete(id);
-    startStreams();
+    if (ended) startStreams();
   }
 }
 
@@ -121,8 +133,14 @@ async function refresh() {
     for (const job of page.jobs) if (!streams.has(job.id)) jobs.set(job.id, job);
     draw();
     startStreams();
+    if (offline) toast("Connected to quench again.");
+    offline = false;
   } catch (err) {
-    failed(err, "Could not load your jobs");
+    if (!isQuenchError(err, "network_error")) failed(err, "Could not load your jobs");
+    else if (!offline) {
+      offline = true;
+      toast("Cannot reach quench: retrying every few seconds.", "error");
+    }
   }
   if (client.token !== undefined) pollTimer = setTimeout(refresh, POLL_MS);
 }
