@@ -159,6 +159,12 @@ function required(value: string | undefined, usage: string): string {
   return value;
 }
 
+// `quench jobs | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 const argv = process.argv.slice(2);
 const json = argv.includes("--json");
 const interrupt = new AbortController();

@@ -84,6 +84,35 @@ describe("the quench CLI as a real process against a real server", () => {
     });
   });
 
+  it("submit --file - reads a whole job from stdin; --file with execution flags is a usage error", async () => {
+    const body = {
+      executions: [
+        { key: "first", provider: "demo", model: "demo", input: { messages: [] } },
+        { key: "second", provider: "demo", model: "demo", input: {}, depends_on: ["first"] },
+      ],
+      metadata: { from: "stdin" },
+    };
+    const run = await runCli(["submit", "--file", "-", "--wait", "--json"], env, {
+      stdin: JSON.stringify(body),
+    });
+    expect(run.code).toBe(0);
+    const final = JSON.parse(run.stdout.trim().split("\n").at(-1) as string) as { data: Job };
+    expect(final.data).toMatchObject({ status: "completed", metadata: { from: "stdin" } });
+    expect(final.data.executions.map((e) => [e.key, e.status])).toEqual([
+      ["first", "completed"],
+      ["second", "completed"],
+    ]);
+    const mixed = await runCli(["submit", "--file", "-", "--provider", "demo"], env);
+    expect(mixed).toMatchObject({
+      code: 2,
+      stderr:
+        "quench: --file holds the whole job: drop --provider, --model, --prompt and --input\n",
+    });
+    const notJson = await runCli(["submit", "--file", "-"], env, { stdin: "{oops" });
+    expect(notJson.code).toBe(2);
+    expect(notJson.stderr).toMatch(/^quench: --file - is not valid JSON: /);
+  });
+
   it("cancel prints the response with the time the work took to stop", async () => {
     const job = await submitSlow();
     await untilRunning(job.id);
