@@ -1,6 +1,4 @@
-import { privateKeyToAccount } from "viem/accounts";
 import { createClient, type QuenchClient } from "../client/client.js";
-import { signInWithAccount } from "../client/siwe.js";
 import { UsageError } from "./errors.js";
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
@@ -28,6 +26,11 @@ export async function connect(env: NodeJS.ProcessEnv, url?: string): Promise<Que
   if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) {
     throw new UsageError("QUENCH_PRIVATE_KEY must be a private key of 64 hex digits");
   }
+  // viem loads only for wallet sign-in: it is most of the CLI's start-up time.
+  const [{ privateKeyToAccount }, { signInWithAccount }] = await Promise.all([
+    import("viem/accounts"),
+    import("../client/siwe.js"),
+  ]);
   await signInWithAccount(client, privateKeyToAccount(hex as `0x${string}`));
   return client;
 }

@@ -2,7 +2,6 @@ import { type ParseArgsConfig, parseArgs } from "node:util";
 import { cancelJob } from "./commands/cancel.js";
 import { listJobs } from "./commands/jobs.js";
 import { submitBody } from "./commands/submit.js";
-import { mintToken } from "./commands/token.js";
 import { followJob } from "./commands/watch.js";
 import { connect, DEFAULT_URL } from "./connect.js";
 import { describeFailure, EXIT, UsageError } from "./errors.js";
@@ -90,6 +89,8 @@ async function run(argv: string[]): Promise<number> {
         sub: { type: "string" },
         ttl: { type: "string" },
       });
+      // Configuration, secrets and jose load only here.
+      const { mintToken } = await import("./commands/token.js");
       const minted = await mintToken({
         env: process.env,
         scopes: values.scope,
