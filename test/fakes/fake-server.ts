@@ -40,6 +40,7 @@ export async function startFakeServer(handler: FakeHandler): Promise<FakeServer>
   events.setMaxListeners(0);
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
+  const onSocket = new Map<Socket, RecordedRequest[]>();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -63,19 +64,19 @@ export async function startFakeServer(handler: FakeHandler): Promise<FakeServer>
         closedAt: undefined,
       };
       requests.push(recorded);
-      const socket = req.socket;
-      socket.once("close", () => {
-        recorded.closedAt = performance.now();
-        sockets.delete(socket);
-        events.emit("change");
-      });
+      // One close listener per socket (below), not one per keep-alive request.
+      onSocket.get(req.socket)?.push(recorded);
       handler(req, res, recorded);
       events.emit("change");
     });
   });
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
+    onSocket.set(socket, []);
     socket.once("close", () => {
+      const closedAt = performance.now();
+      for (const recorded of onSocket.get(socket) ?? []) recorded.closedAt = closedAt;
+      onSocket.delete(socket);
       sockets.delete(socket);
       events.emit("change");
     });
