@@ -3,10 +3,11 @@ import { cancelBench } from "./cancel.js";
 import { clusterBench } from "./cluster.js";
 import { contextBench } from "./context.js";
 import { httpBench } from "./http.js";
+import { peopleBench } from "./people.js";
 import { fmt, type Stats } from "./stats.js";
 
 /**
- * `npm run bench [context|cancel|http|cluster]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
  * `http` and `cluster` need DATABASE_URL (a Postgres server; `cluster` runs several processes).
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
@@ -119,5 +120,18 @@ if ((only === undefined && process.env.DATABASE_URL) || only === "cluster") {
   const ok = r.notified.median < 10 && r.notified.p99 < 50 && r.polled.p99 < r.pollMs + 100;
   console.log(
     `\nTargets (p50 < 10 ms, p99 < 50 ms; polling only < CANCEL_POLL_MS + 100 ms): ${ok ? "met" : "MISSED"}`,
+  );
+}
+
+if (only === undefined || only === "people") {
+  const r = await peopleBench();
+  console.log("\n## People-facing parts: CLI start-up and the dashboard script\n");
+  console.log("`quench --help` run to its exit, 21 times each (ms):\n");
+  console.log(STATS_HEADER);
+  console.log(row("node bin/quench.js --help (a checkout: source through tsx)", r.source));
+  if (r.dist) console.log(row("node dist/cli/main.js --help (the image)", r.dist));
+  else console.log("\n(dist/ not built: `npm run build` adds the image's figure.)");
+  console.log(
+    `\nDashboard script, minified as production serves it: ${fmt(r.bundle.kb, 0)} KB, ${fmt(r.bundle.gzipKb, 0)} KB gzipped; bundled on the first request in ${fmt(r.bundle.ms, 0)} ms.`,
   );
 }
