@@ -41,7 +41,9 @@ async function main(): Promise<void> {
             siweHostFallback: config.env !== "production",
             siweChainIds: config.siweChainIds,
             publicClient: config.rpcUrl
-              ? createPublicClient({ transport: http(config.rpcUrl) })
+              ? createPublicClient({
+                  transport: http(config.rpcUrl, { timeout: 5_000, retryCount: 1 }),
+                })
               : undefined,
             corsOrigins: config.corsOrigins,
             rateLimits: config.rateLimits,

@@ -160,7 +160,7 @@ export function buildOpenApi(): Schema {
                 expires_at: { type: "string", format: "date-time" },
               },
             }),
-            ...errors("invalid_request", "unauthenticated", "rate_limited"),
+            ...errors("invalid_request", "unauthenticated", "rate_limited", "unavailable"),
           },
         },
       },

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Agent } from "undici";
-import type { LocalAccount } from "viem";
+import type { LocalAccount, PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
 import { createApp } from "../../src/api/app.js";
@@ -71,6 +71,8 @@ export async function startApi(
   providers: Record<string, unknown>,
   options: {
     sessionTtlMs?: number;
+    /** RPC_URL's client: contract wallets are verified through it. */
+    publicClient?: PublicClient;
     jwksUrl?: string;
     ackMs?: number;
     concurrency?: number;
@@ -116,6 +118,7 @@ export async function startApi(
       siweDomains: [HOST],
       siweHostFallback: false,
       siweChainIds: [1, 8453],
+      publicClient: options.publicClient,
       corsOrigins: ["https://portal.test"],
       rateLimits: options.rateLimits ?? { signIn: 0, submit: 0, cancel: 0 },
       trustFlyClientIp: false,

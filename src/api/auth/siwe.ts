@@ -2,6 +2,7 @@ import { getAddress, type Hex, type PublicClient, verifyMessage } from "viem";
 import { parseSiweMessage } from "viem/siwe";
 import type { Db } from "../../db/connection.js";
 import { consumeNonce } from "../../db/nonces.js";
+import { ApiError } from "../errors.js";
 import { unauthenticated } from "./tokens.js";
 
 const CLOCK_SKEW_MS = 60_000;
@@ -60,13 +61,23 @@ export async function verifySiwe(
     throw unauthenticated("bad_signature", "the signature is not hex");
   }
   const signed = { address, message: body.message, signature: body.signature as Hex };
-  let valid: boolean;
-  try {
-    valid = check.publicClient
-      ? await check.publicClient.verifyMessage(signed)
-      : await verifyMessage(signed);
-  } catch {
-    valid = false;
+  // An EOA's signature is checked offline (about 2 ms). Only one that does not
+  // recover to the address goes to RPC_URL, as a smart-contract wallet's
+  // (ERC-1271, or ERC-6492 before deployment): viem's own order would ask the
+  // node first for every wallet.
+  let valid = await verifyMessage(signed).catch(() => false);
+  if (!valid && check.publicClient) {
+    // viem's verdict is false both when the contract refuses the signature and
+    // when the node can't be reached (its call error becomes a refusal). An
+    // unreachable node is no verdict: ask it something cheap first.
+    const unreachable = (): never => {
+      throw new ApiError(
+        "unavailable",
+        "cannot verify a contract wallet's signature now: RPC_URL did not answer",
+      );
+    };
+    await check.publicClient.getChainId().catch(unreachable);
+    valid = await check.publicClient.verifyMessage(signed).catch(unreachable);
   }
   if (!valid) throw unauthenticated("bad_signature", "the signature is not the message address's");
   const outcome = await consumeNonce(check.db, nonce);
