@@ -166,33 +166,56 @@ export function createClient(options: ClientOptions) {
 
     /**
      * Follows a job to its end and returns its final state. `onEvent` sees
-     * every stream event. A stream that drops before `end` (an instance
-     * draining, a proxy timeout) is reopened, up to `reconnects` times.
+     * every stream event. A stream that drops before `end`, or a server that
+     * can't be reached for a while (an instance draining in a deploy, a proxy
+     * timeout), is retried `reconnects` times, waiting 0.5 s, 1 s, 2 s, … up
+     * to 8 s between tries (about 24 s in all by default).
      */
     async follow(
       id: string,
       o: CallOptions & { onEvent?: (event: StreamEvent) => void; reconnects?: number } = {},
     ): Promise<Job> {
-      let left = o.reconnects ?? 5;
-      for (;;) {
+      const reconnects = o.reconnects ?? 6;
+      for (let attempt = 0; ; attempt++) {
         try {
           for await (const event of stream(id, o)) {
             o.onEvent?.(event);
             if (event.event === "end") return await call<Job>("GET", jobPath(id), o);
           }
+          if (o.signal?.aborted) throw new QuenchError("aborted", "the call was aborted");
+          const job = await call<Job>("GET", jobPath(id), o);
+          if (isTerminalJobStatus(job.status)) return job;
         } catch (err) {
-          if (!(err instanceof QuenchError) || err.code !== "network_error" || left === 0)
+          if (
+            !(err instanceof QuenchError) ||
+            err.code !== "network_error" ||
+            attempt >= reconnects
+          )
             throw err;
         }
-        if (o.signal?.aborted) throw new QuenchError("aborted", "the call was aborted");
-        const job = await call<Job>("GET", jobPath(id), o);
-        if (isTerminalJobStatus(job.status)) return job;
-        if (left-- === 0)
+        if (attempt >= reconnects) {
           throw new QuenchError("network_error", `the stream of job ${id} kept dropping`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+        await pause(Math.min(500 * 2 ** attempt, 8_000), o.signal);
       }
     },
   };
 }
 
 export type QuenchClient = ReturnType<typeof createClient>;
+
+/** Waits `ms`, or rejects with an `aborted` QuenchError as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const aborted = () => {
+      clearTimeout(timer);
+      reject(new QuenchError("aborted", "the call was aborted"));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", aborted);
+      resolve();
+    }, ms);
+    if (signal?.aborted) aborted();
+    else signal?.addEventListener("abort", aborted, { once: true });
+  });
+}

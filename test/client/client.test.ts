@@ -147,6 +147,54 @@ describe.each(DRIVERS)("quench/client against a real server on %s", (driver) => 
     expect(seen.filter((e) => e === "job").length).toBeGreaterThanOrEqual(2);
   });
 
+  it("follow rides out a server that is gone for a while, then returns the final job", async () => {
+    const first = await listen(api.app);
+    const port = Number(new URL(first.url).port);
+    let down = false;
+    let failedWhileDown = 0;
+    let back: Awaited<ReturnType<typeof listen>> | undefined;
+    let reopened: Promise<void> | undefined;
+    // The real fetch, watched: once a retry has failed against the closed port, reopen it.
+    const watched: typeof fetch = async (input, init) => {
+      try {
+        return await fetch(input, init);
+      } catch (err) {
+        if (down && ++failedWhileDown === 1) {
+          reopened = listen(api.app, port).then((s) => {
+            back = s;
+          });
+        }
+        throw err;
+      }
+    };
+    const outage = createClient({ url: first.url, token: client.token, fetch: watched });
+    const job = await outage.submit({ executions: [chat("llm")] });
+    let cut = false;
+    let cancelling: Promise<unknown> | undefined;
+    const following = outage.follow(job.id, {
+      onEvent: (event) => {
+        if (event.event === "progress" && !cut) {
+          cut = true;
+          down = true;
+          void first.close();
+        }
+        // The snapshot of the stream reopened on the new server: end the job.
+        if (event.event === "job" && back !== undefined && cancelling === undefined) {
+          cancelling = client.cancel(job.id);
+        }
+      },
+    });
+    try {
+      const final = await withDeadline(following, 20_000, "follow gave up");
+      expect(final.status).toBe("cancelled");
+      expect(failedWhileDown).toBeGreaterThanOrEqual(1);
+      await cancelling;
+    } finally {
+      await reopened;
+      await back?.close();
+    }
+  });
+
   it("cancels a running job and answers with the time it stopped; a second cancel is not_cancellable", async () => {
     const job = await client.submit({ executions: [chat("llm")] });
     for await (const event of client.stream(job.id)) if (event.event === "progress") break;

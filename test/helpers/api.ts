@@ -167,15 +167,16 @@ export async function startApi(
   };
 }
 
-/** Serves `app` on a loopback port, as a real HTTP server. */
-export async function listen(app: {
-  fetch: (req: Request) => Response | Promise<Response>;
-}): Promise<{ url: string; close(): Promise<void> }> {
-  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
+/** Serves `app` on a loopback port (a free one unless `port` is given), as a real HTTP server. */
+export async function listen(
+  app: { fetch: (req: Request) => Response | Promise<Response> },
+  port = 0,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = serve({ fetch: app.fetch, port, hostname: "127.0.0.1" });
   await new Promise((resolve) => server.once("listening", resolve));
-  const { port } = server.address() as AddressInfo;
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${bound}`,
     close: () =>
       new Promise<void>((resolve) => {
         if ("closeAllConnections" in server) server.closeAllConnections();
