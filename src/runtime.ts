@@ -10,6 +10,7 @@ import { createStreamRegistry, type StreamRegistry } from "./api/streams.js";
 import { createClusterBus } from "./cluster/pg-bus.js";
 import type { Config } from "./config.js";
 import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
+import { deleteExpiredRateLimits } from "./db/rate-limits.js";
 import { reapExpiredLeases } from "./db/reaper.js";
 import type { Logger } from "./logger.js";
 import { createMetrics, type Metrics } from "./metrics.js";
@@ -143,6 +144,16 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     Math.max(100, Math.floor(config.leaseMs / 3)),
   );
 
+  // Shared rate-limit counters of ended windows.
+  const sweeper = setInterval(
+    () =>
+      void deleteExpiredRateLimits(database.db).catch((err: unknown) =>
+        logger.warn({ err }, "deleting expired rate limits failed"),
+      ),
+    60_000,
+  );
+  sweeper.unref();
+
   const httpAgent = agent;
   const registry = providers;
   return {
@@ -158,6 +169,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     cancelJob,
     async stop(graceMs) {
       clearInterval(reaper);
+      clearInterval(sweeper);
       await runner?.stop(graceMs);
       await bus.close();
       await registry.close();

@@ -122,25 +122,39 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   );
   const db = deps.database.db;
   const principal = (c: { get(key: "principal"): { owner: string } }) => c.get("principal").owner;
+  // Sign-in and submit limits are shared by the cluster (a guess or a flood
+  // spread over instances still counts once); cancel's stays in memory, so a
+  // cancel never waits on a database write before it aborts the work.
   app.use(
     "/api/v1/auth/*",
-    rateLimit(api.rateLimits.signIn, "sign-in", (c) => clientAddress(c, api.trustFlyClientIp)),
+    rateLimit({
+      perMinute: api.rateLimits.signIn,
+      what: "sign-in",
+      keyOf: (c) => clientAddress(c, api.trustFlyClientIp),
+      shared: db,
+    }),
   );
   app.route("/api/v1", authRoutes({ db, ...api }));
   app.use("/api/v1/jobs", requireAuth(api.auth));
   app.use("/api/v1/jobs/*", requireAuth(api.auth));
   app.use(
     "/api/v1/jobs",
-    rateLimit(api.rateLimits.submit, "submit", principal, (c) => c.req.method === "POST"),
+    rateLimit({
+      perMinute: api.rateLimits.submit,
+      what: "submit",
+      keyOf: principal,
+      applies: (c) => c.req.method === "POST",
+      shared: db,
+    }),
   );
   app.use(
     "/api/v1/jobs/*",
-    rateLimit(
-      api.rateLimits.cancel,
-      "cancel",
-      principal,
-      (c) => c.req.method === "POST" && c.req.path.endsWith("/cancel"),
-    ),
+    rateLimit({
+      perMinute: api.rateLimits.cancel,
+      what: "cancel",
+      keyOf: principal,
+      applies: (c) => c.req.method === "POST" && c.req.path.endsWith("/cancel"),
+    }),
   );
   app.route(
     "/api/v1",

@@ -1,22 +1,44 @@
 import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context, MiddlewareHandler } from "hono";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { RateLimiterDrizzle, RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import type { Db } from "../db/connection.js";
+import { rateLimits } from "../db/schema.js";
 import type { ApiEnv } from "./env.js";
 import { ApiError } from "./errors.js";
 
 /**
  * A per-key limit of `perMinute` requests (0 turns it off). Over it: 429
- * `rate_limited` with `Retry-After`. In memory, so each instance counts its
- * own share: behind a load balancer the effective limit scales with instances.
+ * `rate_limited` with `Retry-After`. With `shared`, the counters live in the
+ * database, so every instance draws on one budget; a key over its limit is
+ * then refused from memory until its window ends (a flood costs no writes),
+ * and if the database fails, each instance falls back to counting in memory.
+ * Without it, each instance counts its own share.
  */
-export function rateLimit(
-  perMinute: number,
-  what: string,
-  keyOf: (c: Context<ApiEnv>) => string,
-  applies: (c: Context<ApiEnv>) => boolean = () => true,
-): MiddlewareHandler<ApiEnv> {
+export function rateLimit(options: {
+  perMinute: number;
+  what: string;
+  keyOf: (c: Context<ApiEnv>) => string;
+  applies?: (c: Context<ApiEnv>) => boolean;
+  shared?: Db;
+}): MiddlewareHandler<ApiEnv> {
+  const { perMinute, what, keyOf, applies = () => true } = options;
+  const memory = () => new RateLimiterMemory({ points: perMinute, duration: 60 });
   const limiter =
-    perMinute > 0 ? new RateLimiterMemory({ points: perMinute, duration: 60 }) : undefined;
+    perMinute <= 0
+      ? undefined
+      : options.shared === undefined
+        ? memory()
+        : new RateLimiterDrizzle({
+            storeClient: options.shared,
+            schema: rateLimits,
+            keyPrefix: what,
+            points: perMinute,
+            duration: 60,
+            inMemoryBlockOnConsumed: perMinute + 1,
+            insuranceLimiter: memory(),
+            // Expired rows are deleted by the instance's maintenance loop, not a timer per limiter.
+            clearExpiredByTimeout: false,
+          });
   return async function rateLimited(c, next) {
     if (limiter !== undefined && applies(c)) {
       try {

@@ -141,6 +141,20 @@ export const idempotencyKeys = pgTable(
   (t) => [primaryKey({ columns: [t.principal, t.key] })],
 );
 
+/**
+ * Rate-limit counters shared by every instance (rate-limiter-flexible's
+ * RateLimiterDrizzle owns the rows: key, points used, window end).
+ */
+export const rateLimits = pgTable(
+  "rate_limits",
+  {
+    key: text("key").primaryKey(),
+    points: integer("points").notNull().default(0),
+    expire: tz("expire"),
+  },
+  (t) => [index("rate_limits_expire_idx").on(t.expire)],
+);
+
 export type JobRow = typeof jobs.$inferSelect;
 export type ExecutionRow = typeof executions.$inferSelect;
 export type JobEventRow = typeof jobEvents.$inferSelect;
