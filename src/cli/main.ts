@@ -1,9 +1,10 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { isQuenchError } from "../client/errors.js";
 import { cancelJob } from "./commands/cancel.js";
 import { listJobs } from "./commands/jobs.js";
 import { submitBody } from "./commands/submit.js";
 import { followJob } from "./commands/watch.js";
-import { connect, DEFAULT_URL } from "./connect.js";
+import { type Credentials, credentials, DEFAULT_URL } from "./connect.js";
 import { describeFailure, EXIT, UsageError } from "./errors.js";
 
 const USAGE = `quench — run jobs on GPU providers and stop them the moment you ask
@@ -68,7 +69,7 @@ async function readStdin(): Promise<string> {
 }
 
 /** Runs one command; resolves with the exit code. */
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], auth: Credentials): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === "help" || command === "-h" || command === "--help") {
     out(USAGE);
@@ -114,7 +115,7 @@ async function run(argv: string[]): Promise<number> {
         wait: { type: "boolean", default: false },
       });
       const body = await submitBody(values, readStdin);
-      const client = await connect(process.env, values.url);
+      const client = await auth.connect(values.url);
       const job = await client.submit(body, { idempotencyKey: values["idempotency-key"] });
       if (!values.wait) {
         out(
@@ -130,14 +131,14 @@ async function run(argv: string[]): Promise<number> {
     case "cancel": {
       const { values, positionals } = parse(rest, { reason: { type: "string" } }, 1);
       const id = required(positionals[0], "cancel <id>");
-      const client = await connect(process.env, values.url);
+      const client = await auth.connect(values.url);
       await cancelJob(client, id, { reason: values.reason, json: values.json, write: out });
       return EXIT.ok;
     }
     case "watch": {
       const { values, positionals } = parse(rest, {}, 1);
       const id = required(positionals[0], "watch <id>");
-      const client = await connect(process.env, values.url);
+      const client = await auth.connect(values.url);
       return followJob(client, id, { json: values.json, screen, signal: interruptible() });
     }
     case "jobs": {
@@ -146,7 +147,7 @@ async function run(argv: string[]): Promise<number> {
         limit: { type: "string" },
         cursor: { type: "string" },
       });
-      const client = await connect(process.env, values.url);
+      const client = await auth.connect(values.url);
       await listJobs(client, { ...values, write: out });
       return EXIT.ok;
     }
@@ -176,7 +177,23 @@ function interruptible(): AbortSignal {
   return interrupt.signal;
 }
 
-run(argv).then(
+/**
+ * A cached wallet session the server refused at the first request (its
+ * secret rotated, say) is dropped and the command run once more with a fresh
+ * sign-in: nothing was done yet. A refusal later on (a session that expired
+ * during a long `--wait`) is reported instead: running again could submit twice.
+ */
+async function runSignedIn(argv: string[]): Promise<number> {
+  const cached = credentials(process.env);
+  try {
+    return await run(argv, cached);
+  } catch (err) {
+    if (!cached.staleSessionRefused || !isQuenchError(err, "unauthenticated")) throw err;
+    return run(argv, credentials(process.env, { fresh: true }));
+  }
+}
+
+runSignedIn(argv).then(
   (code) => {
     process.exitCode = code;
   },

@@ -1,4 +1,7 @@
-import { generatePrivateKey } from "viem/accounts";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client/client.js";
 import type { Job } from "../../src/client/types.js";
@@ -210,6 +213,46 @@ describe("the quench CLI as a real process against a real server", () => {
     expect(job.owner).toMatch(/^0x[0-9a-fA-F]{40}$/);
     const listed = await runCli(["jobs", "--json"], wallet);
     expect((JSON.parse(listed.stdout) as { jobs: Job[] }).jobs.map((j) => j.id)).toEqual([job.id]);
+  });
+
+  it("reuses a wallet session across commands, and signs in afresh when the server refuses a cached one", async () => {
+    const key = generatePrivateKey();
+    rememberSecret(key);
+    const dir = await mkdtemp(join(tmpdir(), "quench-cache-"));
+    const cacheFile = join(dir, "sessions.json");
+    const wallet = {
+      QUENCH_URL: server.url,
+      QUENCH_PRIVATE_KEY: key,
+      QUENCH_SESSION_CACHE: cacheFile,
+    };
+    const address = privateKeyToAccount(key).address;
+    const signIns = () =>
+      server.proc
+        .stdout()
+        .split("\n")
+        .filter((l) => l.includes('"msg":"wallet signed in"') && l.includes(address)).length;
+    try {
+      expect((await runCli(["jobs"], wallet)).code).toBe(0);
+      expect((await runCli(["jobs"], wallet)).code).toBe(0);
+      expect((await runCli(["submit", "--json"], wallet)).code).toBe(0);
+      expect(signIns()).toBe(1);
+      const text = await readFile(cacheFile, "utf8");
+      expect(text).not.toContain(key.slice(2));
+      expect((await stat(cacheFile)).mode & 0o777).toBe(0o600);
+      const entries = JSON.parse(text) as Record<string, { token: string; expires_at: string }>;
+      rememberSecret(...Object.values(entries).map((e) => e.token));
+
+      // The server no longer takes the cached session: the command still works, after one sign-in.
+      for (const entry of Object.values(entries)) entry.token = "stale-session-token";
+      await writeFile(cacheFile, JSON.stringify(entries));
+      const listed = await runCli(["jobs", "--json"], wallet);
+      expect(listed.code).toBe(0);
+      expect((JSON.parse(listed.stdout) as { jobs: Job[] }).jobs).toHaveLength(1);
+      expect(signIns()).toBe(2);
+      expect(await readFile(cacheFile, "utf8")).not.toContain("stale-session-token");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("a bad token, an unknown job and bad usage exit 2 with one clear line", async () => {

@@ -17,7 +17,13 @@ export function runCli(
 ): Promise<CliRun> {
   const child = spawn(process.execPath, [join(ROOT, "bin/quench.js"), ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+    // No session cache unless a test asks for one: never the real home's.
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "",
+      QUENCH_SESSION_CACHE: "off",
+      ...env,
+    },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let stdout = "";
