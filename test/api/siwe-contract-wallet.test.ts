@@ -33,6 +33,21 @@ function fakeNode(): Promise<FakeServer> {
   });
 }
 
+const nonceFrom = async (api: TestApi) =>
+  ((await (await api.call("GET", "/api/v1/auth/nonce")).json()) as { nonce: string }).nonce;
+
+/** A SIWE message signing in as CONTRACT, with a fresh nonce from `api`. */
+const contractMessageFor = async (api: TestApi) =>
+  createSiweMessage({
+    address: CONTRACT,
+    chainId: 1,
+    domain: HOST,
+    nonce: await nonceFrom(api),
+    uri: `https://${HOST}/`,
+    version: "1",
+    issuedAt: new Date(),
+  });
+
 function send(res: ServerResponse, body: unknown) {
   res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
@@ -57,18 +72,8 @@ describe("SIWE with RPC_URL: contract wallets through the node, EOAs offline", (
     await drop?.();
   });
 
-  const nonce = async () =>
-    ((await (await api.call("GET", "/api/v1/auth/nonce")).json()) as { nonce: string }).nonce;
-  const contractMessage = async () =>
-    createSiweMessage({
-      address: CONTRACT,
-      chainId: 1,
-      domain: HOST,
-      nonce: await nonce(),
-      uri: `https://${HOST}/`,
-      version: "1",
-      issuedAt: new Date(),
-    });
+  const nonce = () => nonceFrom(api);
+  const contractMessage = () => contractMessageFor(api);
 
   it("verifies an EOA offline: the node is never asked", async () => {
     const before = node.requests.length;
@@ -112,25 +117,14 @@ describe("SIWE with RPC_URL down", () => {
       }),
     });
     try {
-      const nonce = async () =>
-        ((await (await api.call("GET", "/api/v1/auth/nonce")).json()) as { nonce: string }).nonce;
-      const message = createSiweMessage({
-        address: CONTRACT,
-        chainId: 1,
-        domain: HOST,
-        nonce: await nonce(),
-        uri: `https://${HOST}/`,
-        version: "1",
-        issuedAt: new Date(),
-      });
       const res = await api.call("POST", "/api/v1/auth/siwe", {
-        body: { message, signature: MAGIC },
+        body: { message: await contractMessageFor(api), signature: MAGIC },
       });
       expect(res.status).toBe(503);
       expect(await res.json()).toMatchObject({ error: { code: "unavailable" } });
       const wallet = newWallet();
       const eoa = await api.call("POST", "/api/v1/auth/siwe", {
-        body: await siweMessage(wallet, await nonce()),
+        body: await siweMessage(wallet, await nonceFrom(api)),
       });
       expect(eoa.status).toBe(200);
     } finally {
