@@ -1,6 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { isQuenchError } from "../client/errors.js";
-import { cancelJob } from "./commands/cancel.js";
+import { cancelJob, cancelJobs } from "./commands/cancel.js";
 import { listJobs } from "./commands/jobs.js";
 import { submitBody } from "./commands/submit.js";
 import { followJob } from "./commands/watch.js";
@@ -21,8 +21,9 @@ commands:
          [--file FILE|-] [--timeout MS] [--max-parallel N] [--metadata JSON]
          [--idempotency-key KEY] [--wait]
                              submit a job (a demo job without flags); --wait follows it
-  cancel <id> [--reason TEXT]
-                             cancel a job and print how fast its work stopped
+  cancel <id> [<id>…] [--reason TEXT]
+                             cancel a job and print how fast its work stopped;
+                             several ids go in one bulk request
   watch <id>                 follow a job live until it ends
   jobs [--status S] [--limit N] [--cursor C]
                              list your jobs, newest first
@@ -37,6 +38,9 @@ credentials: QUENCH_TOKEN (a service or session token), else QUENCH_PRIVATE_KEY
 exit codes: 0 success; 1 the job failed, ended partial, timed out or was
 cancelled (submit --wait, watch); 2 usage, credentials or a refused request.
 `;
+
+/** SPEC's limit of one bulk cancel. */
+const MAX_BULK = 1_000;
 
 const COMMON = {
   url: { type: "string" },
@@ -129,11 +133,15 @@ async function run(argv: string[], auth: Credentials): Promise<number> {
       return followJob(client, job.id, { json: values.json, screen, signal: interruptible() });
     }
     case "cancel": {
-      const { values, positionals } = parse(rest, { reason: { type: "string" } }, 1);
-      const id = required(positionals[0], "cancel <id>");
+      const { values, positionals } = parse(rest, { reason: { type: "string" } }, MAX_BULK);
+      const id = required(positionals[0], "cancel <id> [<id>…]");
       const client = await auth.connect(values.url);
-      await cancelJob(client, id, { reason: values.reason, json: values.json, write: out });
-      return EXIT.ok;
+      const o = { reason: values.reason, json: values.json, write: out };
+      if (positionals.length === 1) {
+        await cancelJob(client, id, o);
+        return EXIT.ok;
+      }
+      return (await cancelJobs(client, positionals, o)) ? EXIT.ok : EXIT.usage;
     }
     case "watch": {
       const { values, positionals } = parse(rest, {}, 1);

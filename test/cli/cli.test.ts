@@ -152,6 +152,25 @@ describe("the quench CLI as a real process against a real server", () => {
     expect(typeof body.stopped_at).toBe("string");
   });
 
+  it("cancel with several ids sends one bulk request: a line per job, exit 2 if any was refused", async () => {
+    const [a, b] = [await submitSlow(), await submitSlow()];
+    const done = await runCli(["submit", "--wait", "--json"], env);
+    const finished = (JSON.parse(done.stdout.trim().split("\n").at(-1) as string) as { data: Job })
+      .data;
+    const run = await runCli(["cancel", a.id, b.id, finished.id, "--reason", "bulk"], env);
+    expect(run.code).toBe(2);
+    expect(run.stdout.trim().split("\n")).toEqual([
+      expect.stringMatching(new RegExp(`^cancelled job ${a.id} \\(was (queued|running)\\)$`)),
+      expect.stringMatching(new RegExp(`^cancelled job ${b.id} \\(was (queued|running)\\)$`)),
+      `job ${finished.id}: job ${finished.id} is already completed (not_cancellable)`,
+    ]);
+    const [c, d] = [await submitSlow(), await submitSlow()];
+    const json = await runCli(["cancel", c.id, d.id, "--json"], env);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ cancelled: 2 });
+    expect((await client().job(a.id)).cancel_reason).toBe("bulk");
+  });
+
   it("watch follows a job to its end and exits 1 when it was cancelled", async () => {
     const job = await submitSlow();
     let sawProgress: () => void = () => {};

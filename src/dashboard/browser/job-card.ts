@@ -57,6 +57,8 @@ function executionLine(e: Execution, progress: unknown): HTMLElement {
   const chars = outputText(progress ?? e.output).length;
   const parts = [e.key, `${e.provider}/${e.model}`, e.status, `${chars} chars`];
   if (e.partial) parts.push("partial");
+  // Why it failed or was skipped; a cancel's reason is the job's, shown below.
+  if (e.error && e.status !== "cancelled") parts.push(`${e.error.code}: ${e.error.message}`);
   return h("div", { class: "execution" }, parts.join(" · "));
 }
 
