@@ -24,6 +24,8 @@ browserTest(title, () => {
       {},
       {
         demo: { kind: "demo", tokens_per_second: 30, max_tokens: 100_000 },
+        // Port 1 on loopback: nothing listens, every call fails to connect.
+        broken: { kind: "http", url: "http://127.0.0.1:1/run" },
       },
     );
     browser = await launchChromium();
@@ -167,6 +169,26 @@ browserTest(title, () => {
     await expect
       .poll(() => page.locator("li.job").first().getAttribute("data-status"), { timeout: 15_000 })
       .toBe("cancelled");
+    await context.close();
+  });
+
+  it("shows why a job's execution failed", async () => {
+    const wallet = newWallet();
+    const context = await contextWithWallet(browser, wallet);
+    const page = await context.newPage();
+    await signIn(page, wallet.address);
+    const session = await page.evaluate(() =>
+      JSON.parse(sessionStorage.getItem("quench.session") ?? "{}"),
+    );
+    const job = await createClient({ url: server.url, token: session.token }).submit({
+      executions: [{ key: "gpu", provider: "broken", model: "m", input: {}, retries: 0 }],
+    });
+    const card = page.locator(`li.job[data-job-id="${job.id}"]`);
+    await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("failed");
+    await expect
+      .poll(() => card.locator(".execution").textContent())
+      .toMatch(/^gpu · broken\/m · failed · \d+ chars · connection_failed: /);
+    expect(await card.locator("button[data-action=cancel]").count()).toBe(0);
     await context.close();
   });
 
