@@ -291,10 +291,7 @@ export async function markStopped(
       .where(and(eq(jobs.id, jobId), eq(jobs.status, "cancelled"), isNull(jobs.stoppedAt)))
       .returning({ stoppedAt: jobs.stoppedAt, cancelledAt: jobs.cancelledAt });
     if (row?.stoppedAt == null) return undefined;
-    const cancelToStopMs = Math.max(
-      0,
-      row.stoppedAt.getTime() - (row.cancelledAt?.getTime() ?? row.stoppedAt.getTime()),
-    );
+    const cancelToStopMs = cancelToStop({ stoppedAt: row.stoppedAt, cancelledAt: row.cancelledAt });
     await appendEvent(tx, {
       jobId,
       type: "stopped",
@@ -303,6 +300,11 @@ export async function markStopped(
     });
     return { stoppedAt: row.stoppedAt, cancelToStopMs };
   });
+}
+
+/** Milliseconds from a job's cancel to its recorded stop (0 when it has no cancel time). */
+export function cancelToStop(row: { stoppedAt: Date; cancelledAt: Date | null }): number {
+  return Math.max(0, row.stoppedAt.getTime() - (row.cancelledAt ?? row.stoppedAt).getTime());
 }
 
 /**

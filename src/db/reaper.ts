@@ -2,7 +2,7 @@ import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
-import { UNCLAIMED } from "./job-transitions.js";
+import { cancelToStop, UNCLAIMED } from "./job-transitions.js";
 import { jobs } from "./schema.js";
 
 export interface Reaped {
@@ -117,7 +117,7 @@ async function markLostStops(tx: Db, actor: string, limit: number): Promise<stri
       type: "stopped",
       actor,
       data: {
-        cancel_to_stop_ms: Math.max(0, row.stoppedAt.getTime() - (row.cancelledAt?.getTime() ?? 0)),
+        cancel_to_stop_ms: cancelToStop({ stoppedAt: row.stoppedAt, cancelledAt: row.cancelledAt }),
         runner_lost: true,
         lost_instance: row.instance,
       },
