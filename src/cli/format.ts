@@ -13,16 +13,6 @@ export function elapsed(start: string | null, end: string | null, now = Date.now
   return duration((end === null ? now : Date.parse(end)) - Date.parse(start));
 }
 
-/** How much output an execution streamed: the length of its text. */
-export function outputChars(output: unknown): number {
-  if (output === null || output === undefined) return 0;
-  if (typeof output === "string") return output.length;
-  if (typeof output === "object" && "text" in output && typeof output.text === "string") {
-    return output.text.length;
-  }
-  return JSON.stringify(output).length;
-}
-
 /** Left-aligned columns, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

@@ -1,5 +1,6 @@
+import { outputText, stopDelayMs } from "../client/job-facts.js";
 import type { Execution, Job, StreamEvent } from "../client/types.js";
-import { duration, elapsed, outputChars } from "./format.js";
+import { duration, elapsed } from "./format.js";
 
 /** Where the view writes: a terminal gets a block redrawn in place, anything else plain lines. */
 export interface Screen {
@@ -23,7 +24,7 @@ export function createLiveView(screen: Screen) {
   let timer: NodeJS.Timeout | undefined;
 
   const executionLine = (e: Execution) => {
-    const count = chars.get(e.key) ?? outputChars(e.output);
+    const count = chars.get(e.key) ?? outputText(e.output).length;
     const time = elapsed(e.started_at, e.finished_at);
     return `  ${e.key}  ${e.provider}/${e.model}  ${e.status}${time ? `  ${time}` : ""}  ${count} chars${e.partial ? " (partial)" : ""}`;
   };
@@ -63,7 +64,7 @@ export function createLiveView(screen: Screen) {
       const last = lastPlainProgress.get(event.data.key) ?? 0;
       if (Date.now() - last >= PLAIN_PROGRESS_MS) {
         lastPlainProgress.set(event.data.key, Date.now());
-        screen.write(`${at}    ${event.data.key}: ${outputChars(event.data.output)} chars\n`);
+        screen.write(`${at}    ${event.data.key}: ${outputText(event.data.output).length} chars\n`);
       }
     }
   }
@@ -78,7 +79,7 @@ export function createLiveView(screen: Screen) {
           executions: job.executions.map((e) => (e.id === event.data.id ? event.data : e)),
         };
       } else if (event.event === "progress") {
-        chars.set(event.data.key, outputChars(event.data.output));
+        chars.set(event.data.key, outputText(event.data.output).length);
       }
       if (screen.tty) scheduleDraw();
     },
@@ -113,6 +114,7 @@ export function stopLine(
   ran: boolean,
 ): string {
   if (!ran) return "; it never started";
-  if (cancelledAt === null || stoppedAt === null) return "; the stop is not acknowledged yet";
-  return `; work stopped ${duration(Date.parse(stoppedAt) - Date.parse(cancelledAt))} after the cancel`;
+  const ms = stopDelayMs(cancelledAt, stoppedAt);
+  if (ms === undefined) return "; the stop is not acknowledged yet";
+  return `; work stopped ${duration(ms)} after the cancel`;
 }

@@ -1,6 +1,7 @@
 import type { EIP1193Provider } from "viem";
 import { createClient } from "../../client/client.js";
 import { isQuenchError } from "../../client/errors.js";
+import { stopDelayMs } from "../../client/job-facts.js";
 import { signInWithWallet } from "../../client/siwe.js";
 import type { Job, StreamEvent } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../db/statuses.js";
@@ -222,12 +223,13 @@ async function cancel(id: string) {
   }
   try {
     const result = await client.cancel(id, { reason: "cancelled from the dashboard" });
+    const ms = stopDelayMs(result.cancelled_at, result.stopped_at);
     const stop =
-      result.stopped_at === null
-        ? result.previous_status === "queued"
+      ms !== undefined
+        ? `work stopped ${ms} ms after the cancel`
+        : result.previous_status === "queued"
           ? "it had not started"
-          : "waiting for the runner to confirm the stop"
-        : `work stopped ${Date.parse(result.stopped_at) - Date.parse(result.cancelled_at)} ms after the cancel`;
+          : "waiting for the runner to confirm the stop";
     toast(`Cancelled job ${id.slice(0, 8)}: ${stop}.`);
   } catch (err) {
     failed(err, `Could not cancel job ${id.slice(0, 8)}`);

@@ -1,3 +1,4 @@
+import { outputText, stopDelayMs } from "../../client/job-facts.js";
 import type { Execution, Job } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../db/statuses.js";
 import { h } from "./dom.js";
@@ -65,16 +66,7 @@ function executionLine(e: Execution, progress: unknown): HTMLElement {
 /** How fast the work stopped, from SPEC's cancelled_at and stopped_at. */
 export function stopTime(job: Job): string {
   if (job.started_at === null) return "Cancelled before it started: no work ran.";
-  if (job.cancelled_at === null || job.stopped_at === null)
-    return "Waiting for the runner to confirm the stop…";
-  const ms = Math.max(0, Date.parse(job.stopped_at) - Date.parse(job.cancelled_at));
+  const ms = stopDelayMs(job.cancelled_at, job.stopped_at);
+  if (ms === undefined) return "Waiting for the runner to confirm the stop…";
   return `Stopped ${ms} ms after the cancel.`;
-}
-
-function outputText(output: unknown): string {
-  if (output === null || output === undefined) return "";
-  if (typeof output === "string") return output;
-  if (typeof output === "object" && "text" in output && typeof output.text === "string")
-    return output.text;
-  return JSON.stringify(output);
 }
