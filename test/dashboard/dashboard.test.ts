@@ -36,21 +36,39 @@ browserTest(title, () => {
     await server?.stop();
   });
 
-  async function signIn(page: Page, address: string) {
+  /**
+   * A page signed in with a new wallet. Errors the page throws, from its
+   * first load on, are collected in `pageErrors`.
+   */
+  async function signedIn(viewport?: { width: number; height: number }) {
+    const wallet = newWallet();
+    const context = await contextWithWallet(browser, wallet, viewport);
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (err) => pageErrors.push(err.message));
     await page.goto(server.url);
     await page.getByRole("button", { name: "Sign in with wallet" }).click();
     await expect
       .poll(() => page.locator("#account span").getAttribute("title"), { timeout: 15_000 })
-      .toBe(address);
+      .toBe(wallet.address);
+    return { wallet, context, page, pageErrors };
+  }
+
+  /** A client with the session the page signed in with. */
+  async function clientOf(page: Page) {
+    const session = await page.evaluate(() =>
+      JSON.parse(sessionStorage.getItem("quench.session") ?? "{}"),
+    );
+    return createClient({ url: server.url, token: session.token });
+  }
+
+  /** Presses Cancel on the page's newest job, confirms, and waits for it to show cancelled. */
+  async function cancelNewest(page: Page) {
+    await cancelNewest(page);
   }
 
   it("signs in, submits a demo job, sees it stream, cancels it with a confirmation and shows the stop time", async () => {
-    const wallet = newWallet();
-    const context = await contextWithWallet(browser, wallet);
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on("pageerror", (err) => pageErrors.push(err.message));
-    await signIn(page, wallet.address);
+    const { wallet, context, page, pageErrors } = await signedIn();
     await expect.poll(() => page.locator("#empty").isVisible()).toBe(true);
 
     await page.getByLabel("Prompt for a demo job").fill("a prompt from the browser test");
@@ -104,10 +122,7 @@ browserTest(title, () => {
     await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
 
     // The server agrees: cancelled, with the dashboard's reason, stopped.
-    const session = await page.evaluate(() =>
-      JSON.parse(sessionStorage.getItem("quench.session") ?? "{}"),
-    );
-    const job = await createClient({ url: server.url, token: session.token }).job(jobId);
+    const job = await (await clientOf(page)).job(jobId);
     expect(job).toMatchObject({
       status: "cancelled",
       cancel_reason: "cancelled from the dashboard",
@@ -119,18 +134,12 @@ browserTest(title, () => {
   });
 
   it("a second wallet sees none of the first wallet's jobs", async () => {
-    const first = newWallet();
-    const firstContext = await contextWithWallet(browser, first);
-    const firstPage = await firstContext.newPage();
-    await signIn(firstPage, first.address);
+    const { context: firstContext, page: firstPage } = await signedIn();
     await firstPage.getByRole("button", { name: "Run demo job" }).click();
     await expect.poll(() => firstPage.locator("li.job").count(), { timeout: 15_000 }).toBe(1);
     const firstJob = await firstPage.locator("li.job").first().getAttribute("data-job-id");
 
-    const second = newWallet();
-    const secondContext = await contextWithWallet(browser, second);
-    const secondPage = await secondContext.newPage();
-    await signIn(secondPage, second.address);
+    const { context: secondContext, page: secondPage } = await signedIn();
     // The list has loaded once "no jobs" shows; the poll that follows must not bring the first wallet's job.
     await expect
       .poll(() => secondPage.locator("#empty").isVisible(), { timeout: 15_000 })
@@ -139,22 +148,13 @@ browserTest(title, () => {
     expect(await secondPage.locator(`li.job[data-job-id="${firstJob}"]`).count()).toBe(0);
     expect(await secondPage.locator("li.job").count()).toBe(0);
 
-    await firstPage.locator("li.job button[data-action=cancel]").click();
-    await firstPage.locator("dialog#confirm").getByRole("button", { name: "Cancel job" }).click();
-    await expect
-      .poll(() => firstPage.locator("li.job").first().getAttribute("data-status"), {
-        timeout: 15_000,
-      })
-      .toBe("cancelled");
+    await cancelNewest(firstPage);
     await firstContext.close();
     await secondContext.close();
   });
 
   it("is readable on a phone: nothing wider than the screen", async () => {
-    const wallet = newWallet();
-    const context = await contextWithWallet(browser, wallet, { width: 390, height: 844 });
-    const page = await context.newPage();
-    await signIn(page, wallet.address);
+    const { context, page } = await signedIn({ width: 390, height: 844 });
     await page.getByRole("button", { name: "Run demo job" }).click();
     await expect
       .poll(() => page.locator("li.job").first().getAttribute("data-status"), { timeout: 15_000 })
@@ -164,23 +164,13 @@ browserTest(title, () => {
     );
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-phone.png"), fullPage: true });
-    await page.locator("li.job button[data-action=cancel]").click();
-    await page.locator("dialog#confirm").getByRole("button", { name: "Cancel job" }).click();
-    await expect
-      .poll(() => page.locator("li.job").first().getAttribute("data-status"), { timeout: 15_000 })
-      .toBe("cancelled");
+    await cancelNewest(page);
     await context.close();
   });
 
   it("shows why a job's execution failed", async () => {
-    const wallet = newWallet();
-    const context = await contextWithWallet(browser, wallet);
-    const page = await context.newPage();
-    await signIn(page, wallet.address);
-    const session = await page.evaluate(() =>
-      JSON.parse(sessionStorage.getItem("quench.session") ?? "{}"),
-    );
-    const job = await createClient({ url: server.url, token: session.token }).submit({
+    const { context, page } = await signedIn();
+    const job = await (await clientOf(page)).submit({
       executions: [{ key: "gpu", provider: "broken", model: "m", input: {}, retries: 0 }],
     });
     const card = page.locator(`li.job[data-job-id="${job.id}"]`);
@@ -204,10 +194,7 @@ browserTest(title, () => {
 
   // Last: it stops the server.
   it("when the server goes away, says so once instead of a toast per retry", async () => {
-    const wallet = newWallet();
-    const context = await contextWithWallet(browser, wallet);
-    const page = await context.newPage();
-    await signIn(page, wallet.address);
+    const { context, page } = await signedIn();
     // Every toast shown, even one that has faded since.
     await page.evaluate(() => {
       const shown: string[] = [];
