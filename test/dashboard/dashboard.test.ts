@@ -64,7 +64,11 @@ browserTest(title, () => {
 
   /** Presses Cancel on the page's newest job, confirms, and waits for it to show cancelled. */
   async function cancelNewest(page: Page) {
-    await cancelNewest(page);
+    await page.locator("li.job button[data-action=cancel]").click();
+    await page.locator("dialog#confirm").getByRole("button", { name: "Cancel job" }).click();
+    await expect
+      .poll(() => page.locator("li.job").first().getAttribute("data-status"), { timeout: 15_000 })
+      .toBe("cancelled");
   }
 
   it("signs in, submits a demo job, sees it stream, cancels it with a confirmation and shows the stop time", async () => {
