@@ -10,6 +10,7 @@ import { createStreamRegistry, type StreamRegistry } from "./api/streams.js";
 import { createClusterBus } from "./cluster/pg-bus.js";
 import type { Config } from "./config.js";
 import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
+import { purgeExpiredNonces } from "./db/nonces.js";
 import { deleteExpiredRateLimits } from "./db/rate-limits.js";
 import { reapExpiredLeases } from "./db/reaper.js";
 import type { Logger } from "./logger.js";
@@ -144,12 +145,18 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     Math.max(100, Math.floor(config.leaseMs / 3)),
   );
 
-  // Shared rate-limit counters of ended windows.
+  // Shared rate-limit counters of ended windows, and SIWE nonces that expired unused
+  // (issuing is rate-limited per client, so together the table stays bounded).
   const sweeper = setInterval(
     () =>
-      void deleteExpiredRateLimits(database.db).catch((err: unknown) =>
-        logger.warn({ err }, "deleting expired rate limits failed"),
-      ),
+      void Promise.all([
+        deleteExpiredRateLimits(database.db).catch((err: unknown) =>
+          logger.warn({ err }, "deleting expired rate limits failed"),
+        ),
+        purgeExpiredNonces(database.db).catch((err: unknown) =>
+          logger.warn({ err }, "purging expired sign-in nonces failed"),
+        ),
+      ]),
     60_000,
   );
   sweeper.unref();

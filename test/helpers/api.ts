@@ -77,6 +77,8 @@ export async function startApi(
     ackMs?: number;
     concurrency?: number;
     rateLimits?: { signIn: number; submit: number; cancel: number };
+    /** SIWE_DOMAINS; HOST when left out. */
+    siweDomains?: string[];
   } = {},
 ): Promise<TestApi> {
   const runner = await startRunner(database.db, providers, {
@@ -115,7 +117,7 @@ export async function startApi(
       notifyNewWork: () => runner.runner.notifyNewWork(),
       heldOwner: (id) => runner.runner.heldOwner(id),
       streams,
-      siweDomains: [HOST],
+      siweDomains: options.siweDomains ?? [HOST],
       siweHostFallback: false,
       siweChainIds: [1, 8453],
       publicClient: options.publicClient,

@@ -1,8 +1,8 @@
 import { getAddress, type Hex, type PublicClient, verifyMessage } from "viem";
-import { parseSiweMessage } from "viem/siwe";
 import type { Db } from "../../db/connection.js";
 import { consumeNonce } from "../../db/nonces.js";
 import { ApiError } from "../errors.js";
+import { parseSiweMessage, type SiweMessage, SiweSyntaxError } from "./siwe-message.js";
 import { unauthenticated } from "./tokens.js";
 
 const CLOCK_SKEW_MS = 60_000;
@@ -18,8 +18,9 @@ export interface SiweCheck {
 }
 
 /**
- * Verifies a signed EIP-4361 message and returns the checksummed address.
- * Fields and times are checked first, then the signature (offline for EOAs),
+ * Verifies a signed EIP-4361 message and returns the checksummed address and
+ * the message's expiry (the session must not outlive it). The message is
+ * parsed by the EIP's grammar (siwe-message.ts); fields and times are checked first, then the signature (offline for EOAs),
  * and only then is the nonce consumed — atomically, so a replay fails and a
  * forged attempt cannot burn a real user's nonce. Every refusal is a 401 with
  * a stable `reason`.
@@ -27,20 +28,18 @@ export interface SiweCheck {
 export async function verifySiwe(
   check: SiweCheck,
   body: { message: string; signature: string },
-): Promise<string> {
-  let fields: ReturnType<typeof parseSiweMessage>;
+): Promise<{ address: string; expirationTime: Date | undefined }> {
+  let fields: SiweMessage;
   try {
     fields = parseSiweMessage(body.message);
-  } catch {
-    throw unauthenticated("malformed_message", "the message is not an EIP-4361 message");
-  }
-  const { address, domain, nonce, chainId } = fields;
-  if (!address || !domain || !nonce || chainId === undefined) {
+  } catch (err) {
+    if (!(err instanceof SiweSyntaxError)) throw err;
     throw unauthenticated(
       "malformed_message",
-      "the message lacks its address, domain, nonce or chain id",
+      `the message is not an EIP-4361 message (${err.message})`,
     );
   }
+  const { address, domain, nonce, chainId } = fields;
   if (!check.domains.includes(domain)) {
     throw unauthenticated("wrong_domain", `the message is for ${domain}, not for this server`);
   }
@@ -54,7 +53,7 @@ export async function verifySiwe(
   if (fields.notBefore && fields.notBefore.getTime() > now + CLOCK_SKEW_MS) {
     throw unauthenticated("message_not_yet_valid", "the message is not valid yet");
   }
-  if (fields.issuedAt && fields.issuedAt.getTime() > now + CLOCK_SKEW_MS) {
+  if (fields.issuedAt.getTime() > now + CLOCK_SKEW_MS) {
     throw unauthenticated("message_from_the_future", "the message was issued in the future");
   }
   if (!/^0x[0-9a-fA-F]+$/.test(body.signature)) {
@@ -84,5 +83,5 @@ export async function verifySiwe(
   if (outcome === "unknown")
     throw unauthenticated("nonce_invalid", "the nonce is unknown or was already used");
   if (outcome === "expired") throw unauthenticated("nonce_expired", "the nonce has expired");
-  return getAddress(address);
+  return { address: getAddress(address), expirationTime: fields.expirationTime };
 }

@@ -34,7 +34,8 @@ export interface AuthOptions {
 }
 
 export interface Authenticator {
-  issueSession(address: string): Promise<{ token: string; expiresAt: Date }>;
+  /** A session for `address`, ending after the session lifetime or at `notAfter`, whichever is first. */
+  issueSession(address: string, notAfter?: Date): Promise<{ token: string; expiresAt: Date }>;
   /** The principal of an `Authorization: Bearer …` header; throws 401 with a `reason`. */
   authenticate(authorization: string | undefined): Promise<Principal>;
 }
@@ -103,8 +104,11 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
   }
 
   return {
-    async issueSession(address) {
-      const expiresAt = new Date(Date.now() + sessionTtlMs);
+    async issueSession(address, notAfter) {
+      const lifetimeEnd = Date.now() + sessionTtlMs;
+      const expiresAt = new Date(
+        notAfter === undefined ? lifetimeEnd : Math.min(lifetimeEnd, notAfter.getTime()),
+      );
       const token = await new SignJWT({})
         .setProtectedHeader({ alg: "HS256", typ: "JWT" })
         .setSubject(getAddress(address))

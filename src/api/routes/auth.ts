@@ -36,11 +36,11 @@ export function authRoutes(deps: AuthRoutesDeps): Hono<ApiEnv> {
     const host = c.req.header("host");
     const domains =
       deps.siweDomains.length > 0 ? deps.siweDomains : deps.siweHostFallback && host ? [host] : [];
-    const address = await verifySiwe(
+    const { address, expirationTime } = await verifySiwe(
       { db: deps.db, domains, chainIds: deps.siweChainIds, publicClient: deps.publicClient },
       body,
     );
-    const { token, expiresAt } = await deps.auth.issueSession(address);
+    const { token, expiresAt } = await deps.auth.issueSession(address, expirationTime);
     c.get("log").info({ address }, "wallet signed in");
     c.header("cache-control", "no-store");
     return c.json({ token, address, expires_at: expiresAt.toISOString() });
