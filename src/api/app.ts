@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { type Context, Hono, type Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
@@ -53,6 +53,21 @@ export interface AppDeps extends OperationsDeps {
   api?: JobsApiDeps;
 }
 
+/**
+ * SPEC.md section 3: a response sent before the request's body was read (a
+ * 413 on Content-Length, a 401 or 404 before the handler reads) says
+ * `Connection: close`. Otherwise Node would try to drain or drop the unread
+ * bytes, and a keep-alive client's next request on that socket could be
+ * reset ("other side closed"); told to close, the client's pool opens a new one.
+ */
+async function closeAfterUnreadBody(c: Context<ApiEnv>, next: Next): Promise<void> {
+  await next();
+  const raw = c.req.raw;
+  const hasBody =
+    raw.headers.has("transfer-encoding") || Number(raw.headers.get("content-length") ?? 0) > 0;
+  if (hasBody && (!raw.bodyUsed || c.res.status === 413)) c.header("Connection", "close");
+}
+
 /** The HTTP application: every route group mounted on one hono app, one error mapper. */
 export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
@@ -95,6 +110,8 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     await next();
     if (deps.isDraining()) c.header("Connection", "close");
   });
+
+  app.use(closeAfterUnreadBody);
 
   app.route("/", operationsRoutes(deps));
   const api = deps.api;

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError } from "./errors.js";
+import { MAX_JSON_DEPTH, nestedDeeperThan } from "./json-depth.js";
 
 export interface FieldProblem {
   path: string;
@@ -25,7 +26,8 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T 
 
 /**
  * The request's JSON body. A body that is present must be JSON with a JSON
- * content type; `optional` allows it to be absent (undefined).
+ * content type, nested at most MAX_JSON_DEPTH levels; `optional` allows it
+ * to be absent (undefined).
  */
 export async function readJson(c: Context, options: { optional?: boolean } = {}): Promise<unknown> {
   const text = await c.req.text();
@@ -40,6 +42,11 @@ export async function readJson(c: Context, options: { optional?: boolean } = {})
         path: "content-type",
         message: `expected application/json, got ${type.slice(0, 100) || "nothing"}`,
       },
+    ]);
+  }
+  if (nestedDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw invalid(`the body nests JSON deeper than ${MAX_JSON_DEPTH} levels`, [
+      { path: "body", message: `nested deeper than ${MAX_JSON_DEPTH} levels` },
     ]);
   }
   try {

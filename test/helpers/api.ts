@@ -10,6 +10,7 @@ import type { Scope } from "../../src/api/auth/principal.js";
 import { createAuthenticator, signServiceToken } from "../../src/api/auth/tokens.js";
 import { createStreamRegistry, type StreamRegistry } from "../../src/api/streams.js";
 import type { Database } from "../../src/db/connection.js";
+import type { Logger } from "../../src/logger.js";
 import { rememberSecret, testLogger } from "./logs.js";
 import { type RunningRunner, startRunner } from "./runner.js";
 
@@ -79,6 +80,7 @@ export async function startApi(
     rateLimits?: { signIn: number; submit: number; cancel: number };
     /** SIWE_DOMAINS; HOST when left out. */
     siweDomains?: string[];
+    logger?: Logger;
   } = {},
 ): Promise<TestApi> {
   const runner = await startRunner(database.db, providers, {
@@ -103,7 +105,7 @@ export async function startApi(
   const streams = createStreamRegistry();
   const app = createApp({
     database,
-    logger: testLogger("api-test"),
+    logger: options.logger ?? testLogger("api-test"),
     metrics: runner.metrics,
     instance: "api-test",
     role: "all",

@@ -11,6 +11,7 @@ import {
   slowJsonServer,
 } from "../fakes/providers.js";
 import { registryOf, rejectionOf, runOn } from "../helpers/providers.js";
+import { waitUntil } from "../helpers/wait.js";
 
 const agent = new Agent({ keepAliveTimeout: 10_000 });
 const servers: FakeServer[] = [];
@@ -321,11 +322,3 @@ describe("runpod provider", () => {
     expect(recorded.notes[0]?.data).toMatchObject({ why: "CONTEXT_DEADLINE_EXCEEDED", ok: true });
   });
 });
-
-async function waitUntil(condition: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
