@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { Client } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
@@ -62,9 +63,11 @@ describe.each(DRIVERS)("the HTTP edge on %s", (driver) => {
           path: "/api/v1/jobs",
           method: "POST",
           headers: auth,
-          body: (async function* () {
-            for (let i = 0; i < 32; i++) yield Buffer.alloc(64 << 10, 0x20);
-          })(),
+          body: Readable.from(
+            (function* () {
+              for (let i = 0; i < 32; i++) yield Buffer.alloc(64 << 10, 0x20);
+            })(),
+          ),
         },
         413,
       ],
