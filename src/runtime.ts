@@ -12,7 +12,8 @@ import type { Config } from "./config.js";
 import { type Database, migrateDatabase, openDatabase } from "./db/connection.js";
 import { purgeExpiredNonces } from "./db/nonces.js";
 import { deleteExpiredRateLimits } from "./db/rate-limits.js";
-import { reapExpiredLeases } from "./db/reaper.js";
+import { createOutageMemory, reapExpiredLeases } from "./db/reaper.js";
+import { isDatabaseUnavailable, unavailableCode } from "./db/unavailable.js";
 import type { Logger } from "./logger.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { defaultProviders, loadProvidersFile } from "./providers/config.js";
@@ -122,12 +123,16 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
     runner?.notifyNewWork();
     void bus.publishNewWork();
   };
-  // Any instance, whatever its role, reaps jobs whose runner stopped renewing their lease.
+  // Any instance, whatever its role, reaps jobs whose runner stopped renewing their lease;
+  // lapses during an outage it saw are forgiven (no attempt spent).
+  const reapEveryMs = Math.max(100, Math.floor(config.leaseMs / 3));
+  const outages = createOutageMemory(2 * reapEveryMs);
   const reaper = setInterval(
     () =>
       void reapExpiredLeases(database.db, {
         actor: config.instanceId,
         maxAttempts: config.maxAttempts,
+        forgive: outages.spanAt,
       })
         .then((reaped) => {
           const lost = (ids: string[], outcome: string) => {
@@ -141,8 +146,15 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
           for (const _ of reaped.stopped) metrics.jobsFinished.inc({ status: "cancelled" });
           if (reaped.requeued.length > 0) notifyNewWork();
         })
-        .catch((err: unknown) => logger.error({ err }, "reaping failed")),
-    Math.max(100, Math.floor(config.leaseMs / 3)),
+        .catch((err: unknown) => {
+          if (!isDatabaseUnavailable(err)) return logger.error({ err }, "reaping failed");
+          outages.failed();
+          logger.warn(
+            { code: unavailableCode(err) },
+            "reaping skipped: the database is unavailable",
+          );
+        }),
+    reapEveryMs,
   );
 
   // Shared rate-limit counters of ended windows, and SIWE nonces that expired unused

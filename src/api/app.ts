@@ -5,6 +5,7 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { PublicClient } from "viem";
 import { dashboardRoutes } from "../dashboard/routes.js";
+import { unavailableCode } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { CancelService } from "../runner/cancel.js";
@@ -72,11 +73,17 @@ async function closeAfterUnreadBody(c: Context<ApiEnv>, next: Next): Promise<voi
 export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   app.onError(
-    makeErrorHandler((err, c) =>
-      (c.get("log") ?? deps.logger).error(
-        { err, method: c.req.method, path: c.req.path },
-        "unhandled error",
-      ),
+    makeErrorHandler(
+      (err, c) =>
+        (c.get("log") ?? deps.logger).error(
+          { err, method: c.req.method, path: c.req.path },
+          "unhandled error",
+        ),
+      (err, c) =>
+        (c.get("log") ?? deps.logger).warn(
+          { code: unavailableCode(err), method: c.req.method, path: c.req.path },
+          "database unavailable",
+        ),
     ),
   );
   app.notFound((c) =>

@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isDatabaseUnavailable } from "../db/unavailable.js";
 
 /** SPEC.md section 3's error codes, each with its HTTP status. */
 export const ERROR_STATUS = {
@@ -59,12 +60,24 @@ export function isBodyLost(err: unknown, c: Context): boolean {
 /**
  * The one place errors become responses. Anything that is not an ApiError is
  * a bug: it is logged in full and answered with a generic 500 that leaks
- * neither the stack nor the message. A client that abandoned its request is
+ * neither the stack nor the message. A database that cannot be reached is a
+ * 503 `unavailable` (logged at warn), wherever the query ran. A client that abandoned its request is
  * no bug: it is answered 400 (to nobody, most likely) and logged by the
  * request line alone, so the "unhandled error" alert stays meaningful.
  */
-export function makeErrorHandler(log: (err: unknown, c: Context) => void) {
+export function makeErrorHandler(
+  log: (err: unknown, c: Context) => void,
+  logUnavailable: (err: unknown, c: Context) => void = () => {},
+) {
   return function onError(err: Error, c: Context) {
+    if (!(err instanceof ApiError) && isDatabaseUnavailable(err)) {
+      logUnavailable(err, c);
+      c.header("Retry-After", "2");
+      return c.json(
+        errorBody("unavailable", "the database is unreachable; nothing was changed, try again"),
+        503,
+      );
+    }
     if (!(err instanceof ApiError) && isBodyLost(err, c)) {
       c.header("Connection", "close");
       return c.json(errorBody("invalid_request", "the request's body did not arrive whole"), 400);

@@ -31,6 +31,8 @@ export interface Database {
   readonly postgresClient?: postgres.Sql;
   /** The PGlite instance, for its listen(); undefined on postgres. */
   readonly pglite?: PGlite;
+  /** A one-connection client without the statement timeout, for migrations (postgres only). */
+  readonly openMigrationClient?: () => postgres.Sql;
 }
 
 export interface OpenOptions {
@@ -52,19 +54,51 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
   return openPglite(options.dataDir ?? null);
 }
 
-async function openPostgres(url: string, max: number): Promise<Database> {
-  const client = postgres(url, {
+/**
+ * Bounds on every wait for a postgres.js connection or query (DESIGN.md:
+ * "no unbounded wait on the database"). While the server is unreachable a
+ * query fails within CONNECT_TIMEOUT_S instead of queueing for the whole
+ * outage, and once it is back the pool reconnects within RECONNECT_MAX_S:
+ * postgres.js's default backoff grows to 20 s after a few failed connects,
+ * which kept instances answering errors for up to 20 s after the database
+ * had returned. The statement timeout bounds a query stuck on a lock or a
+ * slow server; migrations run on a connection of their own without it.
+ */
+export const DB_BOUNDS = {
+  connectTimeoutS: 3,
+  reconnectMaxS: 0.5,
+  statementTimeoutMs: 15_000,
+  idleInTransactionTimeoutMs: 30_000,
+} as const;
+
+/** Jittered doubling from 25 ms to RECONNECT_MAX_S, in seconds, as postgres.js's `backoff` wants. */
+function reconnectBackoff(attempt: number): number {
+  return Math.min(0.025 * 2 ** attempt, DB_BOUNDS.reconnectMaxS) * (0.5 + Math.random() / 2);
+}
+
+function postgresClient(url: string, max: number, statementTimeoutMs: number): postgres.Sql {
+  return postgres(url, {
     max,
-    connect_timeout: 10,
+    connect_timeout: DB_BOUNDS.connectTimeoutS,
+    backoff: reconnectBackoff,
     idle_timeout: 60,
     onnotice: () => {},
-    connection: { application_name: "quench" },
+    connection: {
+      application_name: "quench",
+      statement_timeout: statementTimeoutMs,
+      idle_in_transaction_session_timeout: DB_BOUNDS.idleInTransactionTimeoutMs,
+    },
   });
+}
+
+async function openPostgres(url: string, max: number): Promise<Database> {
+  const client = postgresClient(url, max, DB_BOUNDS.statementTimeoutMs);
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
   const database: Database = {
     db,
     driver: "postgres",
     postgresClient: client,
+    openMigrationClient: () => postgresClient(url, 1, 0),
     async ping() {
       await client`select 1`;
     },
@@ -102,15 +136,16 @@ export async function migrateDatabase(database: Database): Promise<void> {
     await migratePglite(database.db as never, { migrationsFolder: MIGRATIONS_FOLDER });
     return;
   }
-  const client = database.postgresClient;
-  if (client === undefined) throw new Error("postgres driver without a client");
-  const lock = await client.reserve();
+  const client = database.openMigrationClient?.();
+  if (client === undefined) throw new Error("postgres driver without a migration client");
   try {
-    await lock`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
-    await migratePostgres(database.db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+    await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    await migratePostgres(drizzlePostgres(client, { schema }), {
+      migrationsFolder: MIGRATIONS_FOLDER,
+    });
   } finally {
-    await lock`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`.catch(() => {});
-    lock.release();
+    // The lock is the session's: ending the one connection releases it, even after an error.
+    await client.end({ timeout: 5 }).catch(() => {});
   }
 }
 

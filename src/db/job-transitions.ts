@@ -5,7 +5,7 @@
  * Where a change touches executions or writes an audit event, they share
  * its transaction: the trail never records a change that did not happen.
  */
-import { and, asc, eq, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, notInArray, or, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
 import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
@@ -49,18 +49,41 @@ async function lockJob(tx: Db, jobId: string): Promise<{ status: JobStatus } | u
  */
 export async function claimJobs(
   db: Db,
-  claim: { instance: string; limit: number; leaseMs: number },
+  claim: {
+    instance: string;
+    limit: number;
+    leaseMs: number;
+    /**
+     * Jobs whose earlier run is still stopping on the claiming instance (a
+     * lease it lost and the reaper requeued): left for another claim, so
+     * no instance ever runs one job twice at once.
+     */
+    exclude?: string[];
+  },
 ): Promise<JobWithExecutions[]> {
   if (claim.limit <= 0) return [];
+  const exclude = claim.exclude ?? [];
   const claimed = await db.transaction(async (tx) => {
-    const candidates = tx
-      .select({ id: jobs.id })
-      .from(jobs)
-      .where(eq(jobs.status, "queued"))
-      .orderBy(asc(jobs.createdAt), asc(jobs.id))
-      .limit(claim.limit)
-      .for("update", { skipLocked: true });
+    // The candidates are chosen once, in a CTE (Postgres never inlines one that
+    // locks rows). As `id IN (subquery)` the planner may rescan the subquery per
+    // row while the UPDATE turns rows from queued to running, and each rescan
+    // finds the next queued job: a claim of 1 returned 2, past RUNNER_CONCURRENCY.
+    const candidates = tx.$with("candidates").as(
+      tx
+        .select({ id: jobs.id })
+        .from(jobs)
+        .where(
+          and(
+            eq(jobs.status, "queued"),
+            exclude.length > 0 ? notInArray(jobs.id, exclude) : undefined,
+          ),
+        )
+        .orderBy(asc(jobs.createdAt), asc(jobs.id))
+        .limit(claim.limit)
+        .for("update", { skipLocked: true }),
+    );
     const rows = await tx
+      .with(candidates)
       .update(jobs)
       .set({
         status: "running",
@@ -70,7 +93,8 @@ export async function claimJobs(
         leaseExpiresAt: sql`now() + ${msInterval(claim.leaseMs)}`,
         attempt: sql`${jobs.attempt} + 1`,
       })
-      .where(and(inArray(jobs.id, candidates), jobGuard("running")))
+      .from(candidates)
+      .where(and(eq(jobs.id, candidates.id), jobGuard("running")))
       .returning();
     await appendEvents(
       tx,

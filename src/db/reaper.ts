@@ -22,12 +22,29 @@ export interface Reaped {
  */
 export async function reapExpiredLeases(
   db: Db,
-  reap: { actor: string; maxAttempts: number; limit?: number },
+  reap: {
+    actor: string;
+    maxAttempts: number;
+    limit?: number;
+    /**
+     * Leases that lapsed in this span (database clock) lapsed because the
+     * database was unreachable, not because their runner died: their jobs are
+     * requeued without spending an attempt (SPEC.md section 5: an outage the
+     * instance survived costs no job an attempt).
+     */
+    forgive?: ((now: Date) => OutageSpan | undefined) | undefined;
+  },
 ): Promise<Reaped> {
   return db.transaction(async (tx) => {
+    const forgive = reap.forgive?.(await databaseNow(tx));
     const lapsed = and(eq(jobs.status, "running"), sql`${jobs.leaseExpiresAt} < now()`);
     const expired = await tx
-      .select({ id: jobs.id, attempt: jobs.attempt, instance: jobs.instance })
+      .select({
+        id: jobs.id,
+        attempt: jobs.attempt,
+        instance: jobs.instance,
+        leaseExpiresAt: jobs.leaseExpiresAt,
+      })
       .from(jobs)
       .where(lapsed)
       .orderBy(asc(jobs.leaseExpiresAt))
@@ -39,7 +56,8 @@ export async function reapExpiredLeases(
         code: "runner_lost",
         message: `runner ${job.instance ?? "?"} stopped renewing the job's lease`,
       };
-      if (job.attempt >= reap.maxAttempts) {
+      const forgiven = within(job.leaseExpiresAt, forgive);
+      if (job.attempt >= reap.maxAttempts && !forgiven) {
         const [row] = await tx
           .update(jobs)
           .set({ status: "failed", finishedAt: sql`now()`, leaseExpiresAt: null, error: lost })
@@ -63,22 +81,81 @@ export async function reapExpiredLeases(
       }
       const [row] = await tx
         .update(jobs)
-        .set(UNCLAIMED)
+        .set({
+          ...UNCLAIMED,
+          ...(forgiven ? { attempt: sql`greatest(${jobs.attempt} - 1, 0)` } : {}),
+        })
         .where(and(eq(jobs.id, job.id), lapsed))
-        .returning({ id: jobs.id });
+        .returning({ attempt: jobs.attempt });
       if (row === undefined) continue;
       await resetRunningExecutions(tx, job.id);
       await appendEvent(tx, {
         jobId: job.id,
         type: "requeued",
         actor: reap.actor,
-        data: { cause: "runner_lost", attempt: job.attempt, lost_instance: job.instance },
+        data: {
+          cause: forgiven ? "database_outage" : "runner_lost",
+          attempt: row.attempt,
+          lost_instance: job.instance,
+        },
       });
       reaped.requeued.push(job.id);
     }
     reaped.stopped = await markLostStops(tx, reap.actor, reap.limit ?? 100);
     return reaped;
   });
+}
+
+/** A span of database time, both ends included. */
+export interface OutageSpan {
+  from: Date;
+  to: Date;
+}
+
+async function databaseNow(tx: Db): Promise<Date> {
+  const result = await tx.execute(sql`select now() as now`);
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
+    now: Date | string;
+  }>;
+  const now = rows[0]?.now;
+  if (now === undefined) throw new Error("select now() returned no row");
+  return new Date(now);
+}
+
+function within(at: Date | null, span: OutageSpan | undefined): boolean {
+  return at !== null && span !== undefined && at >= span.from && at <= span.to;
+}
+
+/**
+ * What one instance's reaper saw of the database, turned into the span of
+ * lapses to forgive. `failed()` after a reap that could not reach the
+ * database; `succeeded(now)` after one that did, with the database's `now()`.
+ * After an outage the span runs from the last good contact before it to
+ * `graceMs` after the first good contact after it: long enough for the
+ * holders, if alive, to renew or give their jobs back first.
+ */
+export function createOutageMemory(graceMs: number) {
+  let lastGood: Date | undefined;
+  let failing = false;
+  let downFrom: Date | undefined;
+  let span: OutageSpan | undefined;
+  return {
+    failed(): void {
+      if (failing) return;
+      failing = true;
+      downFrom = lastGood;
+    },
+    /** The span to forgive in a reap running at `now` (database clock), if any. */
+    spanAt(now: Date): OutageSpan | undefined {
+      if (failing) {
+        failing = false;
+        span = { from: downFrom ?? new Date(0), to: new Date(now.getTime() + graceMs) };
+      }
+      lastGood = now;
+      if (span !== undefined && now > span.to) span = undefined;
+      return span;
+    },
+  };
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Db } from "../db/connection.js";
 import { cancelJob as cancelInStore } from "../db/job-transitions.js";
 import { getStoppedAt } from "../db/jobs.js";
 import type { JobStatus } from "../db/statuses.js";
+import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { CancelBus } from "./bus.js";
 import { CancelCause } from "./causes.js";
 import type { JobContextManager } from "./job-context-manager.js";
@@ -46,6 +47,9 @@ export interface CancelServiceDeps {
  * (`CancelCause.committed`), and a refused transition means the job had
  * already ended — its terminal status stands, exactly one wins.
  */
+/** How long a cancel retries its write while the database is unavailable, before answering 503. */
+const CANCEL_WRITE_RETRY_MS = 2_000;
+
 export function createCancelService(deps: CancelServiceDeps) {
   return async function cancelJob(
     jobId: string,
@@ -69,7 +73,13 @@ export function createCancelService(deps: CancelServiceDeps) {
     try {
       let outcome: Awaited<ReturnType<typeof cancelInStore>>;
       try {
-        outcome = await cancelInStore(deps.db, jobId, request);
+        // Retried through a blip (the transition is guarded, so a retry is safe); a
+        // database still away after CANCEL_WRITE_RETRY_MS makes the cancel a 503
+        // that says it was not recorded, and the runner gives the job back.
+        outcome = await retryWhileUnavailable(
+          () => cancelInStore(deps.db, jobId, request),
+          CANCEL_WRITE_RETRY_MS,
+        );
       } catch (err) {
         commit(false); // the runner must not wait for a transition that will never come
         throw err;

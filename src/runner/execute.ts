@@ -3,6 +3,7 @@ import type { Db } from "../db/connection.js";
 import { appendEvent, type JobEventType } from "../db/events.js";
 import { finishExecution, setRemoteId, startExecution } from "../db/executions.js";
 import type { ExecutionRow } from "../db/schema.js";
+import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import { ProviderError } from "../providers/errors.js";
@@ -40,6 +41,8 @@ export async function runExecution(
   env: RunnerEnv,
   exec: ExecutionRow,
   jobCtx: Context,
+  /** How long the result's writes retry through a database outage (guarded writes: retries are safe). */
+  writeRetryMs = 0,
 ): Promise<ExecutionOutcome> {
   const { db, instance, feed } = env;
   const log = env.logger.child({ job_id: exec.jobId, execution_id: exec.id, key: exec.key });
@@ -67,7 +70,8 @@ export async function runExecution(
     result: Parameters<typeof finishExecution>[3],
   ): Promise<ExecutionOutcome> => {
     await writes;
-    const row = await finishExecution(db, exec.id, instance, result);
+    const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, writeRetryMs);
+    const row = await durable(() => finishExecution(db, exec.id, instance, result));
     if (row === undefined) {
       // A cancel (or timeout) marked the execution first; its status stands.
       return {
@@ -76,12 +80,14 @@ export async function runExecution(
       };
     }
     publishStatus(feed, exec, row.status);
-    await appendEvent(db, {
-      jobId: exec.jobId,
-      type: "execution_finished",
-      actor: instance,
-      data: { key: exec.key, status: row.status, error: row.error?.code ?? null },
-    });
+    await durable(() =>
+      appendEvent(db, {
+        jobId: exec.jobId,
+        type: "execution_finished",
+        actor: instance,
+        data: { key: exec.key, status: row.status, error: row.error?.code ?? null },
+      }),
+    );
     return { status: result.status };
   };
 

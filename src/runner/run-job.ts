@@ -17,6 +17,11 @@ import {
   timeOutJob,
 } from "../db/job-transitions.js";
 import type { JobWithExecutions } from "../db/jobs.js";
+import {
+  isDatabaseUnavailable,
+  retryWhileUnavailable,
+  unavailableCode,
+} from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { CancelBus } from "./bus.js";
 import { CancelCause, isCause } from "./causes.js";
@@ -30,6 +35,8 @@ export interface JobRunDeps extends RunnerEnv {
   bus: CancelBus;
   /** Claims of one job before a run that fails internally fails it for good (MAX_ATTEMPTS). */
   maxAttempts: number;
+  /** LEASE_MS: bounds how long the job's closing writes retry through a database outage. */
+  leaseMs: number;
   acks: StopAcks;
   /** The runner's root context: cancelled only if the runner is torn down. */
   root: Context;
@@ -60,7 +67,11 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
     // job that always breaks its runner cannot loop (nor call its provider) forever.
     // Both are guarded (running, held here): no-ops if the job already ended. If
     // the database is what failed, they fail too and the lapsing lease brings it back.
-    if (registered) {
+    if (registered && isDatabaseUnavailable(err)) {
+      // The database went away under the run: not the job's fault, so no attempt is spent.
+      log.warn({ code: unavailableCode(err) }, "the database failed under the job; giving it back");
+      await giveBack(deps, job.id, "database_unavailable");
+    } else if (registered) {
       const exhausted = job.attempt >= deps.maxAttempts;
       log.error(
         { err, attempt: job.attempt },
@@ -142,7 +153,7 @@ async function runDag(
         const n = node.get(key);
         if (exec === undefined || n === undefined) continue;
         n.status = "starting";
-        const run = runExecution(deps, exec, ctx)
+        const run = runExecution(deps, exec, ctx, deps.leaseMs / 2)
           .then((outcome) => {
             if (outcome.status === "stopped") {
               n.status = "cancelled";
@@ -177,7 +188,28 @@ async function runDag(
   return partials;
 }
 
-/** Writes the job's outcome once every execution has settled. */
+/**
+ * Hands a job this instance can no longer run back to the queue without
+ * spending an attempt (its run stopped for a reason of ours: a lease we
+ * could not renew, a database that went away). Retries through an outage
+ * for up to LEASE_MS; guarded by "running, held here", so it is a no-op
+ * once the job ended or another instance took it. If the database stays
+ * away longer, the lease lapses and the reaper forgives the outage.
+ */
+async function giveBack(deps: JobRunDeps, jobId: string, cause: string): Promise<void> {
+  const requeued = await retryWhileUnavailable(
+    () => requeueJob(deps.db, jobId, { instance: deps.instance, cause, countAttempt: false }),
+    deps.leaseMs,
+  ).catch(() => false);
+  if (requeued) deps.feed.publish({ type: "job", jobId, status: "queued" });
+}
+
+/**
+ * Writes the job's outcome once every execution has settled. Each write
+ * retries through a brief database outage (they are guarded, so a retry
+ * after a commit whose answer was lost changes nothing): a finished job's
+ * results and a cancelled job's stop report are not lost to a blip.
+ */
 async function conclude(
   deps: JobRunDeps,
   job: JobWithExecutions,
@@ -187,13 +219,14 @@ async function conclude(
   log: Logger,
 ): Promise<void> {
   const { db, instance, feed } = deps;
+  const durable = <T>(write: () => Promise<T>) => retryWhileUnavailable(write, deps.leaseMs / 2);
   const why = jobCtx.err === undefined ? undefined : cause(jobCtx);
   const keepPartials = async () => {
-    for (const [id, output] of partials) await recordPartialOutput(db, id, output);
+    for (const [id, output] of partials) await durable(() => recordPartialOutput(db, id, output));
   };
   const stopped = async (contextAborted: boolean) => {
     await keepPartials();
-    const mark = await markStopped(db, job.id, instance);
+    const mark = await durable(() => markStopped(db, job.id, instance));
     if (mark) {
       // Counted where the stop is recorded: once per job, whichever instance ran it.
       deps.metrics.jobsFinished.inc({ status: "cancelled" });
@@ -210,13 +243,12 @@ async function conclude(
   if (isCause(why, "cancelled")) {
     if (await why.committed) return stopped(true);
     // The cancel that aborted us did not commit: see what the job is now.
-    const [current] = await jobStatuses(db, [job.id]);
+    const [current] = await durable(() => jobStatuses(db, [job.id]));
     if (current?.status === "cancelled") return stopped(true); // another cancel did
     if (current?.status === "running" && current.instance === instance) {
-      // The store failed mid-cancel: hand the job back rather than leave it running unattended.
-      if (await requeueJob(db, job.id, { instance, cause: "cancel_not_recorded" })) {
-        feed.publish({ type: "job", jobId: job.id, status: "queued" });
-      }
+      // The store failed mid-cancel and the caller was told so (503): the work
+      // stopped, but the job was not cancelled. Hand it back, at no attempt's cost.
+      await giveBack(deps, job.id, "cancel_not_recorded");
       log.warn("a cancel aborted the job but was not recorded; the job was requeued");
       return;
     }
@@ -225,10 +257,15 @@ async function conclude(
   }
   if (isCause(why, "runner_lost")) {
     log.warn({ reason: (why as CancelCause).message }, "job abandoned on this instance");
+    await giveBack(deps, job.id, "lease_not_renewed");
     return;
   }
   if (isCause(why, "shutdown")) {
-    if (await requeueJob(db, job.id, { instance, cause: "shutdown", countAttempt: false })) {
+    if (
+      await durable(() =>
+        requeueJob(db, job.id, { instance, cause: "shutdown", countAttempt: false }),
+      )
+    ) {
       feed.publish({ type: "job", jobId: job.id, status: "queued" });
       log.info("job requeued for another instance");
     } else {
@@ -237,7 +274,7 @@ async function conclude(
     return;
   }
   if (runCtx.err === DeadlineExceeded) {
-    if (await timeOutJob(db, job.id, instance)) {
+    if (await durable(() => timeOutJob(db, job.id, instance))) {
       await keepPartials();
       deps.metrics.jobsFinished.inc({ status: "timed_out" });
       feed.publish({ type: "end", jobId: job.id, status: "timed_out" });
@@ -247,13 +284,17 @@ async function conclude(
     }
     return;
   }
-  const finished = await finishJob(db, job.id, instance);
+  const finished = await durable(() => finishJob(db, job.id, instance));
   if (finished.ok) {
     deps.metrics.jobsFinished.inc({ status: finished.status });
     feed.publish({ type: "end", jobId: job.id, status: finished.status });
     log.info({ status: finished.status }, "job finished");
   } else if (finished.reason === "not_running" && finished.status === "cancelled") {
     await stopped(false); // the cancel won the race against the last execution
+  } else if (finished.reason === "not_running" && finished.status !== "queued") {
+    // Ended already: another ending won, or a retried write whose first try had committed.
+    feed.publish({ type: "end", jobId: job.id, status: finished.status });
+    log.warn({ status: finished.status }, "job had already ended");
   } else {
     log.error({ outcome: finished }, "job could not be finished");
   }

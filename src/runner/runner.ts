@@ -1,5 +1,7 @@
 import { background, childCount, withCancelCause } from "../context/context.js";
-import { claimJobs, jobStatuses, renewLeases } from "../db/job-transitions.js";
+import { claimJobs, jobStatuses, renewLeases, requeueJob } from "../db/job-transitions.js";
+import type { JobWithExecutions } from "../db/jobs.js";
+import { isDatabaseUnavailable, unavailableCode } from "../db/unavailable.js";
 import type { CancelBus } from "./bus.js";
 import { type CancelService, createCancelService } from "./cancel.js";
 import { CancelCause } from "./causes.js";
@@ -86,6 +88,8 @@ function createWakeup() {
 
 export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   const [root, cancelRoot] = withCancelCause(background());
+  const runs = new Set<Promise<void>>();
+  /** The run of each held job; claims exclude these ids (claimJobs' `exclude`). */
   const active = new Map<string, Promise<void>>();
   const owners = new Map<string, string>();
   // Per held job, the monotonic time (ms) until which its lease surely holds:
@@ -105,6 +109,12 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   let heartbeat: NodeJS.Timeout | undefined;
   let poll: NodeJS.Timeout | undefined;
 
+  /** A database that is away is an outage to ride out (warn), anything else a bug (error). */
+  const failed = (err: unknown, what: string) =>
+    isDatabaseUnavailable(err)
+      ? log.warn({ code: unavailableCode(err) }, what)
+      : log.error({ err }, what);
+
   const cancelJob = createCancelService({
     db: deps.db,
     manager: deps.manager,
@@ -115,7 +125,9 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
 
   async function claimLoop(): Promise<void> {
     while (!stopping) {
-      const free = options.concurrency - active.size;
+      // Slots count runs, not job ids: a run still stopping holds its slot until
+      // it settles, so RUNNER_CONCURRENCY is a hard cap on the work in flight.
+      const free = options.concurrency - runs.size;
       let claimed = 0;
       if (free > 0) {
         try {
@@ -124,31 +136,82 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
             instance: deps.instance,
             limit: free,
             leaseMs: options.leaseMs,
+            exclude: [...active.keys()],
           });
           claimed = jobs.length;
           mayHaveMore = claimed === free;
+          const proven = await proveLeases(jobs, sent);
           for (const job of jobs) {
-            owners.set(job.id, job.owner);
-            leaseHeldUntil.set(job.id, sent + options.leaseMs);
-            const run = runJob(
-              { ...deps, root, maxAttempts: options.maxAttempts ?? 3 },
-              job,
-            ).finally(() => {
-              active.delete(job.id);
-              owners.delete(job.id);
-              leaseHeldUntil.delete(job.id);
-              if (mayHaveMore) wakeup.notify(); // a slot is free and work may be waiting
-            });
-            active.set(job.id, run);
+            const heldFrom = proven.get(job.id);
+            if (heldFrom !== undefined) startRun(job, heldFrom);
           }
         } catch (err) {
-          log.error({ err }, "claiming jobs failed; retrying at the next poll");
+          failed(err, "claiming jobs failed; retrying at the next poll");
         }
       }
       // A full batch may mean more is queued; otherwise sleep until woken.
       if (claimed > 0 && claimed === free) continue;
       await wakeup.wait(claimPollMs);
     }
+  }
+
+  function startRun(job: JobWithExecutions, heldFrom: number): void {
+    owners.set(job.id, job.owner);
+    leaseHeldUntil.set(job.id, heldFrom + options.leaseMs);
+    const run: Promise<void> = runJob(
+      { ...deps, root, maxAttempts: options.maxAttempts ?? 3, leaseMs: options.leaseMs },
+      job,
+    ).finally(() => {
+      runs.delete(run);
+      active.delete(job.id);
+      owners.delete(job.id);
+      leaseHeldUntil.delete(job.id);
+      if (mayHaveMore) wakeup.notify(); // a slot is free and work may be waiting
+    });
+    runs.add(run);
+    active.set(job.id, run);
+  }
+
+  /**
+   * The monotonic time from which each claimed job's lease surely holds, for
+   * the jobs that may start. The lease the claim set runs from when the
+   * database executed it, which is no earlier than `sent`; after a quick
+   * round trip `sent` is close to it. After a slow one (the claim waited for
+   * a reconnect) `sent` may be so far back that the lease would count as
+   * lapsed at once and self-fencing would abort the fresh run: such leases
+   * are proven again by a renewal first. Jobs that cannot be proven are
+   * given back without costing an attempt.
+   */
+  async function proveLeases(
+    jobs: JobWithExecutions[],
+    sent: number,
+  ): Promise<Map<string, number>> {
+    const quick = (since: number) => performance.now() - since < heartbeatMs / 2;
+    if (jobs.length === 0 || quick(sent)) return new Map(jobs.map((j) => [j.id, sent]));
+    const again = performance.now();
+    const renewed = await renewLeases(deps.db, {
+      instance: deps.instance,
+      jobIds: jobs.map((j) => j.id),
+      leaseMs: options.leaseMs,
+    }).catch(() => undefined);
+    const proven = new Map<string, number>();
+    if (renewed !== undefined && quick(again))
+      for (const id of renewed.running) proven.set(id, again);
+    const unproven = jobs.filter((j) => !proven.has(j.id));
+    if (unproven.length > 0) {
+      log.warn(
+        { jobs: unproven.length },
+        "a slow claim's leases could not be proven; giving the jobs back",
+      );
+      for (const job of unproven) {
+        await requeueJob(deps.db, job.id, {
+          instance: deps.instance,
+          cause: "claim_not_proven",
+          countAttempt: false,
+        }).catch(() => false); // if this fails too, the lease lapses and the reaper forgives the outage
+      }
+    }
+    return proven;
   }
 
   async function checkHeld(jobIds: string[]): Promise<void> {
@@ -175,7 +238,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
         }
       }
     } catch (err) {
-      log.error({ err }, "checking held jobs failed");
+      failed(err, "checking held jobs failed");
     }
   }
 
@@ -218,7 +281,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       const renewed = new Set(running);
       await checkHeld(held.filter((id) => !renewed.has(id)));
     } catch (err) {
-      log.error({ err }, "lease renewal failed");
+      failed(err, "lease renewal failed");
     }
   }
 
@@ -235,7 +298,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       wakeup.notify();
     },
     cancelJob,
-    activeJobs: () => active.size,
+    activeJobs: () => runs.size,
     heldOwner: (jobId) => owners.get(jobId),
     checkHeld,
     liveContexts: () => childCount(root),
@@ -243,7 +306,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       stopping = true;
       wakeup.notify();
       await loop;
-      const all = Promise.allSettled([...active.values()]);
+      const all = Promise.allSettled([...runs]);
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), graceMs);
