@@ -86,6 +86,9 @@ function createWakeup() {
   };
 }
 
+/** How soon a lease renewal that failed on an unreachable database is tried again. */
+const RENEW_RETRY_MS = 250;
+
 export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   const [root, cancelRoot] = withCancelCause(background());
   const runs = new Set<Promise<void>>();
@@ -108,6 +111,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
   let loop: Promise<void> | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let poll: NodeJS.Timeout | undefined;
+  let renewRetry: NodeJS.Timeout | undefined;
 
   /** A database that is away is an outage to ride out (warn), anything else a bug (error). */
   const failed = (err: unknown, what: string) =>
@@ -282,6 +286,15 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       await checkHeld(held.filter((id) => !renewed.has(id)));
     } catch (err) {
       failed(err, "lease renewal failed");
+      // Try again soon rather than a whole heartbeat later: the leases are renewed
+      // within RENEW_RETRY_MS of the database coming back, so a second outage
+      // soon after the first does not find them already half spent.
+      if (!stopping && renewRetry === undefined && isDatabaseUnavailable(err)) {
+        renewRetry = setTimeout(() => {
+          renewRetry = undefined;
+          void renew();
+        }, Math.min(RENEW_RETRY_MS, heartbeatMs));
+      }
     }
   }
 
@@ -321,6 +334,7 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       clearTimeout(timer);
       clearInterval(heartbeat);
       clearInterval(poll);
+      clearTimeout(renewRetry);
       cancelRoot(new CancelCause("shutdown", "runner stopped"));
     },
   };
