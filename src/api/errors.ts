@@ -61,8 +61,8 @@ export function isBodyLost(err: unknown, c: Context): boolean {
  * The one place errors become responses. Anything that is not an ApiError is
  * a bug: it is logged in full and answered with a generic 500 that leaks
  * neither the stack nor the message. A database that cannot be reached is a
- * 503 `unavailable` (logged at warn), wherever the query ran. A client that abandoned its request is
- * no bug: it is answered 400 (to nobody, most likely) and logged by the
+ * 503 `unavailable` (logged at warn), wherever the query ran. A client that
+ * abandoned its request is no bug: it is answered 400 (to nobody, most likely) and logged by the
  * request line alone, so the "unhandled error" alert stays meaningful.
  */
 export function makeErrorHandler(
@@ -70,6 +70,11 @@ export function makeErrorHandler(
   logUnavailable: (err: unknown, c: Context) => void = () => {},
 ) {
   return function onError(err: Error, c: Context) {
+    if (!(err instanceof ApiError) && isBodyLost(err, c)) {
+      c.header("Connection", "close");
+      return c.json(errorBody("invalid_request", "the request's body did not arrive whole"), 400);
+    }
+    // After the body check: a lost body's ECONNRESET is the client's socket, not the database's.
     if (!(err instanceof ApiError) && isDatabaseUnavailable(err)) {
       logUnavailable(err, c);
       c.header("Retry-After", "2");
@@ -77,10 +82,6 @@ export function makeErrorHandler(
         errorBody("unavailable", "the database is unreachable; nothing was changed, try again"),
         503,
       );
-    }
-    if (!(err instanceof ApiError) && isBodyLost(err, c)) {
-      c.header("Connection", "close");
-      return c.json(errorBody("invalid_request", "the request's body did not arrive whole"), 400);
     }
     if (err instanceof ApiError) {
       if (err.code === "unauthenticated") c.header("WWW-Authenticate", 'Bearer realm="quench"');

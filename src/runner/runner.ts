@@ -290,10 +290,13 @@ export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
       // within RENEW_RETRY_MS of the database coming back, so a second outage
       // soon after the first does not find them already half spent.
       if (!stopping && renewRetry === undefined && isDatabaseUnavailable(err)) {
-        renewRetry = setTimeout(() => {
-          renewRetry = undefined;
-          void renew();
-        }, Math.min(RENEW_RETRY_MS, heartbeatMs));
+        renewRetry = setTimeout(
+          () => {
+            renewRetry = undefined;
+            void renew();
+          },
+          Math.min(RENEW_RETRY_MS, heartbeatMs),
+        );
       }
     }
   }
