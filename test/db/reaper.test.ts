@@ -8,7 +8,7 @@ import {
   markStopped,
   renewLeases,
 } from "../../src/db/job-transitions.js";
-import { reapExpiredLeases } from "../../src/db/reaper.js";
+import { createOutageMemory, reapExpiredLeases } from "../../src/db/reaper.js";
 import { jobs } from "../../src/db/schema.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
@@ -46,6 +46,30 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
       actor: "reaper",
       data: { cause: "runner_lost", lost_instance: INSTANCE },
     });
+  });
+
+  it("forgives a lapse inside an outage it saw: requeued without spending the attempt, even at MAX_ATTEMPTS", async () => {
+    const job = await abandoned(2);
+    const outages = createOutageMemory(60_000);
+    outages.failed(); // a reap that could not reach the database: the outage began (no earlier good contact)
+    expect(
+      await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 2, forgive: outages.spanAt }),
+    ).toEqual({ requeued: [job.id], failed: [], stopped: [] });
+    expect(await reload(db, job.id)).toMatchObject({ status: "queued", attempt: 1 });
+    expect((await listEvents(db, job.id)).at(-1)).toMatchObject({
+      type: "requeued",
+      data: { cause: "database_outage", attempt: 1 },
+    });
+  });
+
+  it("outside an outage a lapse still spends the attempt", async () => {
+    const outages = createOutageMemory(60_000);
+    // A good contact now, and no failure since: nothing to forgive.
+    await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3, forgive: outages.spanAt });
+    const job = await abandoned(2);
+    expect(
+      await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 2, forgive: outages.spanAt }),
+    ).toEqual({ requeued: [], failed: [job.id], stopped: [] });
   });
 
   it("fails it with runner_lost once MAX_ATTEMPTS claims are spent", async () => {

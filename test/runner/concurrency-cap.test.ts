@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +29,7 @@ describe.each(DRIVERS)("RUNNER_CONCURRENCY on %s", (driver) => {
       { concurrency: 2, claimPollMs: 50 },
     );
     let most = 0;
+    let orphan: number | undefined;
     const sampler = setInterval(() => {
       most = Math.max(most, r.runner.activeJobs(), r.manager.count());
     }, 2);
@@ -40,6 +41,9 @@ describe.each(DRIVERS)("RUNNER_CONCURRENCY on %s", (driver) => {
         ]),
       );
       await waitUntil(() => existsSync(pidFile), 10_000, "the first run's process started");
+      // The script's grandchild lives in a group of its own: the cancel below leaves it, so the test ends it.
+      await waitUntil(() => readFileSync(pidFile, "utf8").length > 0, 5_000, "the pids written");
+      orphan = (JSON.parse(readFileSync(pidFile, "utf8")) as { grandchild: number }).grandchild;
       // The runner loses X (its lease, say) and the reaper hands X back to the
       // queue while X's first run is still stopping.
       r.manager.cancel(x.id, new CancelCause("runner_lost", "test: lease lost"));
@@ -66,6 +70,11 @@ describe.each(DRIVERS)("RUNNER_CONCURRENCY on %s", (driver) => {
       expect((await reload(t.database.db, x.id)).status).toBe("completed");
       expect(most).toBeLessThanOrEqual(2);
     } finally {
+      try {
+        if (orphan !== undefined) process.kill(orphan, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
       clearInterval(sampler);
       await r.stop();
       await t.drop();
