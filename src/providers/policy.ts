@@ -6,7 +6,7 @@ import {
   withCancelCause,
   withTimeout,
 } from "../context/context.js";
-import { CancelCause, isCause } from "../runner/causes.js";
+import { CancelCause, isCause } from "./causes.js";
 import { networkError, ProviderError } from "./errors.js";
 import type { Semaphore } from "./semaphore.js";
 import type { ExecutionCall, Provider } from "./types.js";

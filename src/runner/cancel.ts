@@ -4,8 +4,8 @@ import { cancelJob as cancelInStore } from "../db/job-transitions.js";
 import { getStoppedAt } from "../db/jobs.js";
 import type { JobStatus } from "../db/statuses.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
+import { CancelCause } from "../providers/causes.js";
 import type { CancelBus } from "./bus.js";
-import { CancelCause } from "./causes.js";
 import type { JobContextManager } from "./job-context-manager.js";
 import type { StopAck, StopAcks } from "./stop-acks.js";
 

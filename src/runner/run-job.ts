@@ -23,8 +23,8 @@ import {
   unavailableCode,
 } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
+import { CancelCause, isCause } from "../providers/causes.js";
 import type { CancelBus } from "./bus.js";
-import { CancelCause, isCause } from "./causes.js";
 import { type DagNode, nextStep, stuck } from "./dag.js";
 import { type RunnerEnv, runExecution } from "./execute.js";
 import type { JobContextManager } from "./job-context-manager.js";

@@ -93,7 +93,7 @@ onServer("database outages the instances survive", () => {
         "content-type": "application/json",
         ...init.headers,
       },
-      signal: AbortSignal.timeout(30_000),
+      signal: init.signal ?? AbortSignal.timeout(30_000),
     });
 
   async function job(base: string, id: string): Promise<JobView> {
@@ -161,6 +161,10 @@ onServer("database outages the instances survive", () => {
     const holderBase =
       bases[(await job(bases[0] ?? "", unrecorded)).instance === "outage-a" ? 0 : 1] ?? "";
 
+    // A live stream opened before the outages follows its job through them to the end.
+    const streamed = api(bases[0] ?? "", `/jobs/${ids[6]}/stream`, {
+      signal: AbortSignal.timeout(180_000),
+    }).then((res) => res.text());
     const during: Array<{ ms: number; status: number }> = [];
     const cancelledInRecovery = ids.slice(0, 4);
     let recoveryCancels: Promise<number[]> = Promise.resolve([]);
@@ -221,6 +225,8 @@ onServer("database outages the instances survive", () => {
 
     const ended = await allEnded(bases[0] ?? "", ids, 90_000);
     clearInterval(capWatch);
+    const stream = await streamed;
+    expect(stream).toMatch(/event: end\ndata: \{"status":"completed"\}/);
     console.log(
       `statuses ${JSON.stringify(countBy(ended.map((j) => j.status)))} attempts ${JSON.stringify(countBy(ended.map((j) => j.attempt)))} provider calls ${calls(provider, "two-")} most held ${mostHeld}`,
     );

@@ -1,8 +1,8 @@
 import { Agent } from "undici";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { background, withCancelCause } from "../../src/context/context.js";
+import { CancelCause } from "../../src/providers/causes.js";
 import { ProviderError } from "../../src/providers/errors.js";
-import { CancelCause } from "../../src/runner/causes.js";
 import type { FakeServer } from "../fakes/fake-server.js";
 import {
   flakyServer,

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { background, withCancelCause } from "../../src/context/context.js";
+import { CancelCause } from "../../src/providers/causes.js";
 import { groupAlive } from "../../src/providers/process-group.js";
-import { CancelCause } from "../../src/runner/causes.js";
 import { withDeadline } from "../helpers/process.js";
 import { registryOf, rejectionOf, runOn } from "../helpers/providers.js";
 

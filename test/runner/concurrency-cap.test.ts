@@ -8,7 +8,7 @@ import { listEvents } from "../../src/db/events.js";
 import { resetRunningExecutions } from "../../src/db/executions.js";
 import { UNCLAIMED } from "../../src/db/job-transitions.js";
 import { jobs } from "../../src/db/schema.js";
-import { CancelCause } from "../../src/runner/causes.js";
+import { CancelCause } from "../../src/providers/causes.js";
 import { createTestDatabase, DRIVERS } from "../helpers/databases.js";
 import { reload } from "../helpers/jobs.js";
 import { jobOf, startRunner } from "../helpers/runner.js";

@@ -3,6 +3,7 @@ import { streamSSE } from "hono/streaming";
 import type { Db } from "../../db/connection.js";
 import { getJob } from "../../db/jobs.js";
 import { isTerminalJobStatus } from "../../db/statuses.js";
+import { isDatabaseUnavailable } from "../../db/unavailable.js";
 import type { FeedEvent, JobFeed } from "../../runner/job-feed.js";
 import type { ApiEnv } from "../env.js";
 import { jobFor } from "../job-access.js";
@@ -49,6 +50,8 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
       stream.onAbort(close);
       const send = (event: string, data: unknown) =>
         stream.writeSSE({ event, data: JSON.stringify(data) });
+      /** Events seen while the database was unreachable, for the next re-read. */
+      const deferred: FeedEvent[] = [];
       try {
         let status = first.status;
         await send("job", jobView(first));
@@ -82,16 +85,28 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
             }
           }
           if (reload) {
-            const job = await getJob(deps.db, first.id);
+            // A database that is away for a while does not end the stream: the
+            // events wait for the next re-read, and heartbeats keep the client on.
+            const job = await getJob(deps.db, first.id).catch((err: unknown) => {
+              if (isDatabaseUnavailable(err)) return null;
+              throw err;
+            });
+            const changes = [...deferred.splice(0), ...events];
             if (job === undefined) break;
-            for (const event of events) {
-              if (event.type !== "execution") continue;
-              const exec = job.executions.find((e) => e.id === event.executionId);
-              if (exec) await send("execution", executionView(exec));
-            }
-            if (job.status !== status || events.some((e) => e.type === "job" || e.type === "end")) {
-              status = job.status;
-              await send("job", jobView(job));
+            if (job === null) deferred.push(...changes.filter((e) => e.type !== "progress"));
+            else {
+              for (const event of changes) {
+                if (event.type !== "execution") continue;
+                const exec = job.executions.find((e) => e.id === event.executionId);
+                if (exec) await send("execution", executionView(exec));
+              }
+              if (
+                job.status !== status ||
+                changes.some((e) => e.type === "job" || e.type === "end")
+              ) {
+                status = job.status;
+                await send("job", jobView(job));
+              }
             }
           }
           if (Date.now() - lastBeat >= heartbeatMs) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CancelCause, isCause } from "../../src/runner/causes.js";
+import { CancelCause, isCause } from "../../src/providers/causes.js";
 
 describe("CancelCause", () => {
   it("is an Error with a one-line stack, and leaves Error.stackTraceLimit as it was", () => {

@@ -1,7 +1,10 @@
 /**
  * Why a job or an execution context was cancelled: the value passed to a
- * cancel function, so `ctx.signal.reason` and `cause(ctx)` carry it. The
- * runner decides what to record from its `code`.
+ * cancel function, so `ctx.signal.reason` and `cause(ctx)` carry it.
+ * Providers read its `code` (a stall, a shutdown, a user's cancel: why a
+ * remote cancel was sent) and the runner decides what to record from it. It
+ * lives here because providers sit below the runner: the runner imports
+ * them, never the other way round.
  */
 export type CauseCode = "cancelled" | "shutdown" | "stalled" | "runner_lost";
 
