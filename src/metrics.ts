@@ -12,6 +12,8 @@ export interface Metrics {
   cancelToStop: Histogram;
   providerCalls: Histogram<"provider" | "outcome">;
   inflightExecutions: Gauge;
+  remoteStops: Counter<"provider" | "outcome">;
+  remoteStopSeconds: Histogram<"provider">;
 }
 
 export function createMetrics(options: { runningJobs: () => number; defaults?: boolean }): Metrics {
@@ -61,6 +63,19 @@ export function createMetrics(options: { runningJobs: () => number; defaults?: b
     inflightExecutions: new Gauge({
       name: "quench_inflight_executions",
       help: "Executions calling their provider right now on this instance.",
+      registers: [registry],
+    }),
+    remoteStops: new Counter({
+      name: "quench_remote_stops_total",
+      help: "Remote-queue stops by provider and outcome (confirmed, requested, already_finished, failed: the GPU may still be running).",
+      labelNames: ["provider", "outcome"],
+      registers: [registry],
+    }),
+    remoteStopSeconds: new Histogram({
+      name: "quench_remote_stop_seconds",
+      help: "From the provider's cancel call to its status showing the remote work ended.",
+      labelNames: ["provider"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     }),
   };

@@ -37,6 +37,7 @@ export function executionView(e: ExecutionRow) {
     partial: e.partial,
     error: e.error,
     remote_id: e.remoteId,
+    remote_stop: e.remoteStop ?? null,
   };
 }
 

@@ -94,6 +94,16 @@ export function buildOpenApi(): Schema {
         partial: { type: "boolean" },
         error: { type: ["object", "null"] },
         remote_id: { type: ["string", "null"] },
+        remote_stop: {
+          type: ["object", "null"],
+          description:
+            "Remote-queue kinds: how the provider's own stop went once our side stopped.",
+          properties: {
+            requested_at: { type: "string", format: "date-time" },
+            confirmed_at: timestamp,
+            outcome: { enum: ["confirmed", "requested", "already_finished", "failed"] },
+          },
+        },
       },
     },
     Job: {

@@ -16,7 +16,8 @@ export type JobEventType =
   | "timed_out"
   | "finished"
   | "retry_scheduled"
-  | "remote_cancel_sent";
+  | "remote_cancel_sent"
+  | "remote_stop";
 
 export interface NewJobEvent {
   jobId: string;

@@ -1,7 +1,13 @@
 import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { storableJson } from "./json.js";
-import { type ErrorInfo, type ExecutionRow, executions, jobs } from "./schema.js";
+import {
+  type ErrorInfo,
+  type ExecutionRow,
+  executions,
+  jobs,
+  type RemoteStopRecord,
+} from "./schema.js";
 import { type ExecutionStatus, executionStatusesInto } from "./statuses.js";
 
 /** The guard of every update that moves an execution to `to`. */
@@ -144,4 +150,23 @@ export async function setRemoteId(
     .update(executions)
     .set({ remoteId })
     .where(and(eq(executions.id, id), heldBy(instance)));
+}
+
+/**
+ * Records how a remote-queue execution's stop went (SPEC.md section 3,
+ * `remote_stop`). Written after the execution ended, by whichever run sent
+ * the cancel: guarded by the execution alone, since its status is final by
+ * then. Returns the execution's status, or undefined if it does not exist.
+ */
+export async function setRemoteStop(
+  db: Db,
+  id: string,
+  remoteStop: RemoteStopRecord,
+): Promise<string | undefined> {
+  const [row] = await db
+    .update(executions)
+    .set({ remoteStop })
+    .where(eq(executions.id, id))
+    .returning({ status: executions.status });
+  return row?.status;
 }

@@ -22,6 +22,13 @@ import {
 } from "./statuses.js";
 
 /** What a failed job or execution records: a stable code and a human message. */
+/** An execution's remote stop, as SPEC.md section 3 shows it (ISO times). */
+export interface RemoteStopRecord {
+  requested_at: string;
+  confirmed_at: string | null;
+  outcome: "confirmed" | "requested" | "already_finished" | "failed";
+}
+
 export interface ErrorInfo {
   code: string;
   message: string;
@@ -94,6 +101,8 @@ export const executions = pgTable(
     partial: boolean("partial").notNull().default(false),
     error: jsonb("error").$type<ErrorInfo>(),
     remoteId: text("remote_id"),
+    /** Remote-queue kinds: how the provider's own stop went (SPEC.md section 3, `remote_stop`). */
+    remoteStop: jsonb("remote_stop").$type<RemoteStopRecord>(),
   },
   (t) => [
     check("executions_status_check", sql.raw(`status in (${sqlList(EXECUTION_STATUSES)})`)),

@@ -35,6 +35,14 @@ const common = {
 
 const headers = z.record(z.string(), z.string()).default({});
 
+/** Settings of the remote-queue kinds (SPEC.md section 4): polling, the cancel call, its confirmation. */
+const remoteQueue = {
+  headers,
+  poll_ms: ms(1_000, 10),
+  cancel_timeout_ms: ms(5_000),
+  confirm_timeout_ms: ms(30_000, 0),
+};
+
 const schemas = {
   http: z.object({ kind: z.literal("http"), url: httpUrl, headers, ...common }).strict(),
   openai: z
@@ -51,9 +59,25 @@ const schemas = {
       kind: z.literal("runpod"),
       base_url: httpUrl,
       api_key: z.string().optional(),
-      headers,
-      poll_ms: ms(1_000, 10),
-      cancel_timeout_ms: ms(3_000),
+      ...remoteQueue,
+      ...common,
+    })
+    .strict(),
+  replicate: z
+    .object({
+      kind: z.literal("replicate"),
+      base_url: httpUrl.default("https://api.replicate.com/v1"),
+      api_token: z.string().min(1),
+      ...remoteQueue,
+      ...common,
+    })
+    .strict(),
+  fal: z
+    .object({
+      kind: z.literal("fal"),
+      base_url: httpUrl.default("https://queue.fal.run"),
+      api_key: z.string().optional(),
+      ...remoteQueue,
       ...common,
     })
     .strict(),
@@ -81,6 +105,8 @@ const providerSchema = z.discriminatedUnion("kind", [
   schemas.http,
   schemas.openai,
   schemas.runpod,
+  schemas.replicate,
+  schemas.fal,
   schemas.process,
   schemas.demo,
 ]);

@@ -23,7 +23,7 @@ const MAX_BODY_BYTES = 32 * 1024 * 1024;
 export interface SendOptions {
   agent: Dispatcher;
   signal: AbortSignal;
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "PUT";
   url: string;
   headers?: Record<string, string>;
   json?: unknown;

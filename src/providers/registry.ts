@@ -1,9 +1,11 @@
 import type { Dispatcher } from "undici";
 import type { ProviderConfig } from "./config.js";
 import { type DemoServer, startDemoServer } from "./demo-server.js";
+import { falProvider } from "./fal.js";
 import { httpProvider } from "./http.js";
 import { openaiProvider } from "./openai.js";
 import { processProvider } from "./process.js";
+import { replicateProvider } from "./replicate.js";
 import { runpodProvider } from "./runpod.js";
 import { createSemaphore, type Semaphore } from "./semaphore.js";
 import type { Provider } from "./types.js";
@@ -44,6 +46,12 @@ export async function createProviderRegistry(
         break;
       case "runpod":
         provider = runpodProvider(name, config, agent);
+        break;
+      case "replicate":
+        provider = replicateProvider(name, config, agent);
+        break;
+      case "fal":
+        provider = falProvider(name, config, agent);
         break;
       case "process":
         provider = processProvider(name, config);

@@ -16,6 +16,23 @@ export interface ExecutionCall {
   remoteId(id: string): void;
   /** Something worth an audit event (a remote cancel was sent, say). */
   note(type: string, data: Record<string, unknown>): void;
+  /**
+   * A remote-queue kind's stop, reported after the attempt settled (the
+   * provider's cancel call and its confirmation run on after our side has
+   * stopped): called once when the stop is known to have ended one way or
+   * another. Optional: without it the stop is only noted.
+   */
+  remoteStop?(stop: RemoteStop): void;
+}
+
+/** How the provider's own stop of the remote work went (SPEC.md section 3, `remote_stop`). */
+export interface RemoteStop {
+  requestedAt: Date;
+  /** When the provider's status showed the work ended; null unless `confirmed` or `already_finished`. */
+  confirmedAt: Date | null;
+  outcome: "confirmed" | "requested" | "already_finished" | "failed";
+  /** Why the cancel was sent: the abort's cause code, or `gave_up`. */
+  why: string;
 }
 
 /**

@@ -10,6 +10,7 @@ import { ProviderError } from "../providers/errors.js";
 import { runWithPolicies } from "../providers/policy.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { JobFeed } from "./job-feed.js";
+import type { RemoteStops } from "./remote-stops.js";
 
 /** What one runner needs to run executions; shared by every job it runs. */
 export interface RunnerEnv {
@@ -19,6 +20,8 @@ export interface RunnerEnv {
   feed: JobFeed;
   logger: Logger;
   metrics: Metrics;
+  /** Records remote-queue stops once the provider answered; the runner makes one if not given. */
+  remoteStops?: RemoteStops;
 }
 
 /**
@@ -129,6 +132,7 @@ export async function runExecution(
         },
         activity: () => {},
         remoteId: (id) => write(() => setRemoteId(db, exec.id, instance, id)),
+        remoteStop: (stop) => env.remoteStops?.record(exec, stop),
         note: (type, data) =>
           write(() =>
             appendEvent(db, {

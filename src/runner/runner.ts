@@ -7,6 +7,7 @@ import type { CancelBus } from "./bus.js";
 import { type CancelService, createCancelService } from "./cancel.js";
 import type { RunnerEnv } from "./execute.js";
 import type { JobContextManager } from "./job-context-manager.js";
+import { createRemoteStops } from "./remote-stops.js";
 import { runJob } from "./run-job.js";
 import type { StopAcks } from "./stop-acks.js";
 
@@ -89,7 +90,11 @@ function createWakeup() {
 /** How soon a lease renewal that failed on an unreachable database is tried again. */
 const RENEW_RETRY_MS = 250;
 
-export function createRunner(deps: RunnerDeps, options: RunnerOptions): Runner {
+export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Runner {
+  const deps: RunnerDeps = {
+    ...runnerDeps,
+    remoteStops: runnerDeps.remoteStops ?? createRemoteStops(runnerDeps),
+  };
   const [root, cancelRoot] = withCancelCause(background());
   const runs = new Set<Promise<void>>();
   /** The run of each held job; claims exclude these ids (claimJobs' `exclude`). */

@@ -33,6 +33,7 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
       partial: false,
       error: null,
       remote_id: null,
+      remote_stop: null,
     },
   ],
 });

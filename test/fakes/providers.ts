@@ -69,8 +69,11 @@ export function flakyServer(options: {
  * until `completeAfterPolls` polls (never, if undefined); `POST /cancel/:id`
  * is recorded in `cancels`.
  */
-export async function runpodServer(options: { completeAfterPolls?: number } = {}) {
+export async function runpodServer(
+  options: { completeAfterPolls?: number; cancelDelayMs?: number } = {},
+) {
   const cancels: string[] = [];
+  const cancelTimes = new Map<string, number>();
   const polls = new Map<string, number>();
   let next = 0;
   const server = await startFakeServer((req, res) => {
@@ -87,7 +90,11 @@ export async function runpodServer(options: { completeAfterPolls?: number } = {}
       const id = status[1];
       const count = (polls.get(id) ?? 0) + 1;
       polls.set(id, count);
-      if (cancels.includes(id)) return json(200, { id, status: "CANCELLED" });
+      // A real queue shows the cancel only once the worker has stopped: a short while later.
+      const cancelledAt = cancelTimes.get(id);
+      if (cancelledAt !== undefined && Date.now() - cancelledAt >= (options.cancelDelayMs ?? 50)) {
+        return json(200, { id, status: "CANCELLED" });
+      }
       if (options.completeAfterPolls !== undefined && count >= options.completeAfterPolls) {
         return json(200, { id, status: "COMPLETED", output: { answer: 42 } });
       }
@@ -96,6 +103,7 @@ export async function runpodServer(options: { completeAfterPolls?: number } = {}
     const cancel = /^\/cancel\/(.+)$/.exec(path);
     if (req.method === "POST" && cancel?.[1]) {
       cancels.push(cancel[1]);
+      cancelTimes.set(cancel[1], Date.now());
       return json(200, { id: cancel[1], status: "CANCELLED" });
     }
     json(404, { error: "not found" });

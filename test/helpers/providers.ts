@@ -3,7 +3,7 @@ import type { Context } from "../../src/context/context.js";
 import { parseProviders } from "../../src/providers/config.js";
 import { type PolicyOptions, runWithPolicies } from "../../src/providers/policy.js";
 import { createProviderRegistry, type ProviderRegistry } from "../../src/providers/registry.js";
-import type { ExecutionCall } from "../../src/providers/types.js";
+import type { ExecutionCall, RemoteStop } from "../../src/providers/types.js";
 
 /** A registry of providers from raw configuration (as it would appear in PROVIDERS_FILE). */
 export function registryOf(raw: Record<string, unknown>, agent: Agent): Promise<ProviderRegistry> {
@@ -14,6 +14,8 @@ export interface Recorded {
   progress: unknown[];
   notes: { type: string; data: Record<string, unknown> }[];
   remoteIds: string[];
+  /** Remote-queue stops, reported after the attempt settled. */
+  remoteStops: RemoteStop[];
 }
 
 /** Runs one execution on `provider` of `registry` the way the runner does, recording what it reports. */
@@ -26,7 +28,7 @@ export function runOn(
 ): { result: Promise<unknown>; recorded: Recorded } {
   const entry = registry.get(provider);
   if (entry === undefined) throw new Error(`no provider ${provider}`);
-  const recorded: Recorded = { progress: [], notes: [], remoteIds: [] };
+  const recorded: Recorded = { progress: [], notes: [], remoteIds: [], remoteStops: [] };
   const execution: ExecutionCall = {
     ctx,
     executionId: "exec-1",
@@ -36,6 +38,7 @@ export function runOn(
     activity: () => {},
     remoteId: (id) => recorded.remoteIds.push(id),
     note: (type, data) => recorded.notes.push({ type, data }),
+    remoteStop: (stop) => recorded.remoteStops.push(stop),
   };
   const result = runWithPolicies(entry.provider, entry.slots, execution, {
     retries: options.retries ?? 0,

@@ -272,7 +272,14 @@ describe("runpod provider", () => {
     });
     expect(await result).toEqual({ answer: 42 });
     expect(recorded.remoteIds).toEqual(["rp-1"]);
-    expect(server.requests[0]?.body).toEqual({ input: { prompt: "cat", model: "sdxl" } });
+    // The provider's timeout_ms (15 min by default) travels as RunPod's own execution timeout.
+    expect(server.requests[0]?.body).toEqual({
+      input: { prompt: "cat", model: "sdxl" },
+      policy: { executionTimeout: expect.any(Number) },
+    });
+    const body = server.requests[0]?.body as { policy?: { executionTimeout: number } } | undefined;
+    expect(body?.policy?.executionTimeout).toBeGreaterThan(14 * 60_000);
+    expect(body?.policy?.executionTimeout).toBeLessThanOrEqual(15 * 60_000);
   });
 
   it("on cancel sends the remote cancel although the job context is already aborted, and records it", async () => {
@@ -292,7 +299,9 @@ describe("runpod provider", () => {
     const why = userCancel();
     cancel(why);
     expect(ctx.signal.aborted).toBe(true);
+    // Our side settles at once; the remote cancel and its confirmation follow.
     expect(await rejectionOf(result)).toBe(why);
+    await waitUntil(() => recorded.remoteStops.length === 1, 5_000, "the remote stop");
     expect(cancels).toEqual(["rp-1"]);
     expect(recorded.notes).toEqual([
       {
@@ -302,10 +311,16 @@ describe("runpod provider", () => {
           remote_id: "rp-1",
           why: "cancelled",
           ok: true,
-          status: "CANCELLED",
+          answer: "requested",
         }),
       },
     ]);
+    const [stop] = recorded.remoteStops;
+    expect(stop).toMatchObject({ outcome: "confirmed", why: "cancelled" });
+    // Confirmed only once the fake's status showed CANCELLED, 50 ms after the cancel call.
+    expect(
+      (stop?.confirmedAt?.getTime() ?? 0) - (stop?.requestedAt.getTime() ?? 0),
+    ).toBeGreaterThanOrEqual(40);
   });
 
   it("a remote job that outlives the timeout is cancelled remotely too", async () => {
@@ -318,7 +333,8 @@ describe("runpod provider", () => {
     const [ctx] = withCancelCause(background());
     const { result, recorded } = runOn(registry, "rp", ctx, { model: "m", input: {} });
     expect(await rejectionOf(result)).toMatchObject({ code: "timeout" });
+    await waitUntil(() => recorded.remoteStops.length === 1, 5_000, "the remote stop");
     expect(cancels).toEqual(["rp-1"]);
-    expect(recorded.notes[0]?.data).toMatchObject({ why: "CONTEXT_DEADLINE_EXCEEDED", ok: true });
+    expect(recorded.notes[0]?.data).toMatchObject({ why: "deadline", ok: true });
   });
 });

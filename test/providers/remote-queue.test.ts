@@ -1,0 +1,189 @@
+import { Agent } from "undici";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { background, withCancelCause, withTimeout } from "../../src/context/context.js";
+import { CancelCause } from "../../src/providers/causes.js";
+import type { FakeServer } from "../fakes/fake-server.js";
+import {
+  falServer,
+  type QueueFake,
+  type QueueFakeOptions,
+  replicateServer,
+} from "../fakes/remote-queues.js";
+import { type Recorded, registryOf, rejectionOf, runOn } from "../helpers/providers.js";
+import { waitUntil } from "../helpers/wait.js";
+
+const agent = new Agent({ keepAliveTimeout: 10_000 });
+const servers: FakeServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+afterAll(() => agent.close());
+
+interface Kind {
+  name: "replicate" | "fal";
+  fake(options?: QueueFakeOptions): Promise<QueueFake>;
+  config(url: string): Record<string, unknown>;
+  model: string;
+  /** The output the fake's completed work yields. */
+  output: unknown;
+}
+
+const KINDS: Kind[] = [
+  {
+    name: "replicate",
+    fake: replicateServer,
+    config: (url) => ({ kind: "replicate", base_url: `${url}/v1`, api_token: "r8_test" }),
+    model: "stability-ai/sdxl",
+    output: ["a ", "cat"],
+  },
+  {
+    name: "fal",
+    fake: falServer,
+    config: (url) => ({ kind: "fal", base_url: url, api_key: "fal-key" }),
+    model: "fal-ai/flux/dev",
+    output: { images: [{ url: "https://fal.media/cat.png" }] },
+  },
+];
+
+async function start(
+  kind: Kind,
+  options: QueueFakeOptions = {},
+  extra: Record<string, unknown> = {},
+) {
+  const fake = await kind.fake(options);
+  servers.push(fake.server);
+  const registry = await registryOf(
+    { q: { ...kind.config(fake.server.url), poll_ms: 10, cancel_timeout_ms: 300, ...extra } },
+    agent,
+  );
+  return { fake, registry };
+}
+
+const userCancel = () => new CancelCause("cancelled", "the user asked", "0xUser");
+const stopOf = async (recorded: Recorded) => {
+  await waitUntil(() => recorded.remoteStops.length === 1, 10_000, "the remote stop");
+  return recorded.remoteStops[0];
+};
+
+describe.each(KINDS)("remote queue: $name", (kind) => {
+  it("submits, polls until the work ends and returns its output", async () => {
+    const { fake, registry } = await start(kind, { completeAfterPolls: 3 });
+    const [ctx] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, {
+      model: kind.model,
+      input: { prompt: "cat" },
+    });
+    expect(await result).toEqual(kind.output);
+    expect(recorded.remoteIds).toHaveLength(1);
+    expect(fake.cancels).toEqual([]);
+    const auth = fake.submits[0]?.authorization;
+    expect(auth).toBe(kind.name === "fal" ? "Key fal-key" : "Bearer r8_test");
+  });
+
+  it("a cancel stops our side at once, sends the provider's cancel and confirms the end", async () => {
+    const { fake, registry } = await start(kind, { cancelDelayMs: 80 });
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+    const why = userCancel();
+    cancel(why);
+    expect(await rejectionOf(result)).toBe(why);
+    // The attempt settled before the provider confirmed anything.
+    expect(recorded.remoteStops).toEqual([]);
+    const stop = await stopOf(recorded);
+    expect(fake.cancels.map((c) => c.id)).toEqual(recorded.remoteIds);
+    expect(stop).toMatchObject({ outcome: "confirmed", why: "cancelled" });
+    const waited = (stop?.confirmedAt?.getTime() ?? 0) - (stop?.requestedAt.getTime() ?? 0);
+    expect(waited).toBeGreaterThanOrEqual(70); // only once the fake showed the end
+  });
+
+  it("a cancel call that fails is a failed remote stop, noted", async () => {
+    const { registry } = await start(kind, { cancelStatus: 500 });
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+    cancel(userCancel());
+    await rejectionOf(result);
+    expect(await stopOf(recorded)).toMatchObject({ outcome: "failed", confirmedAt: null });
+    expect(recorded.notes.at(-1)).toMatchObject({
+      type: "remote_cancel_sent",
+      data: { ok: false },
+    });
+  });
+
+  it("a cancel call that hangs fails after cancel_timeout_ms", async () => {
+    const { registry } = await start(kind, { cancelHangs: true });
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+    cancel(userCancel());
+    await rejectionOf(result);
+    expect(await stopOf(recorded)).toMatchObject({ outcome: "failed" });
+    expect(recorded.notes.at(-1)?.data.error).toBe("no answer within 300 ms");
+  });
+
+  it("a confirmation that never comes leaves the stop requested", async () => {
+    const { fake, registry } = await start(
+      kind,
+      { cancelDelayMs: 60_000 },
+      { confirm_timeout_ms: 150 },
+    );
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+    cancel(userCancel());
+    await rejectionOf(result);
+    expect(await stopOf(recorded)).toMatchObject({ outcome: "requested", confirmedAt: null });
+    expect(fake.cancels).toHaveLength(1);
+  });
+
+  it("status polls that keep failing give up without a second submit, and cancel remotely", async () => {
+    const { fake, registry } = await start(
+      kind,
+      { statusFails: true },
+      { confirm_timeout_ms: 200 },
+    );
+    const [ctx] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    expect(await rejectionOf(result)).toMatchObject({ retryable: false });
+    expect(fake.submits).toHaveLength(1);
+    // The status still fails, so the end is never seen: requested, not confirmed.
+    expect(await stopOf(recorded)).toMatchObject({ why: "gave_up", outcome: "requested" });
+    expect(fake.cancels).toHaveLength(1);
+  });
+
+  it("a deadline sends the remote cancel too", async () => {
+    const { fake, registry } = await start(kind);
+    const [ctx] = withTimeout(background(), 100);
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await rejectionOf(result);
+    expect(await stopOf(recorded)).toMatchObject({ why: "deadline", outcome: "confirmed" });
+    expect(fake.cancels).toHaveLength(1);
+  });
+});
+
+describe("replicate specifics", () => {
+  it("sends the job's remaining time as Cancel-After, bounded by the timeout", async () => {
+    const [kind] = KINDS;
+    if (kind === undefined) throw new Error("no replicate kind");
+    const { fake, registry } = await start(kind, { completeAfterPolls: 1 }, { timeout_ms: 90_000 });
+    const [ctx] = withCancelCause(background());
+    await runOn(registry, "q", ctx, { model: kind.model, input: {} }).result;
+    const header = String(fake.submits[0]?.["cancel-after"]);
+    expect(header).toMatch(/^\d+s$/);
+    expect(Number.parseInt(header, 10)).toBeGreaterThan(80);
+    expect(Number.parseInt(header, 10)).toBeLessThanOrEqual(90);
+  });
+
+  it("a model with a version posts to /predictions with that version", async () => {
+    const [kind] = KINDS;
+    if (kind === undefined) throw new Error("no replicate kind");
+    const { fake, registry } = await start(kind, { completeAfterPolls: 1 });
+    const [ctx] = withCancelCause(background());
+    const version = "a".repeat(64);
+    await runOn(registry, "q", ctx, { model: `owner/name:${version}`, input: { x: 1 } }).result;
+    const submit = fake.server.requests.find((r) => r.method === "POST");
+    expect(submit?.path).toBe("/v1/predictions");
+    expect(submit?.body).toEqual({ version, input: { x: 1 } });
+  });
+});
