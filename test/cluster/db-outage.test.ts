@@ -162,9 +162,11 @@ onServer("database outages the instances survive", () => {
       bases[(await job(bases[0] ?? "", unrecorded)).instance === "outage-a" ? 0 : 1] ?? "";
 
     // A live stream opened before the outages follows its job through them to the end.
-    const streamed = api(bases[0] ?? "", `/jobs/${ids[6]}/stream`, {
+    const live = await api(bases[0] ?? "", `/jobs/${ids[6]}/stream`, {
       signal: AbortSignal.timeout(180_000),
-    }).then((res) => res.text());
+    });
+    expect(live.status).toBe(200);
+    const streamed = live.text();
     const during: Array<{ ms: number; status: number }> = [];
     const cancelledInRecovery = ids.slice(0, 4);
     let recoveryCancels: Promise<number[]> = Promise.resolve([]);

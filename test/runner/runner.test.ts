@@ -15,6 +15,7 @@ import {
 import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
 import { reload } from "../helpers/jobs.js";
 import { feedUntil, jobOf, type RunningRunner, startRunner } from "../helpers/runner.js";
+import { waitUntil } from "../helpers/wait.js";
 
 describe.each(DRIVERS)("runner on %s", (driver) => {
   let db: Db;
@@ -347,6 +348,12 @@ describe.each(DRIVERS)("runner on %s", (driver) => {
     );
     await r.runner.cancelJob(job.id, { actor: "user" });
     await ended;
+    // The remote cancel runs on after our side stopped: wait for its audit trail.
+    const recorded = async () =>
+      (await listEvents(db, job.id)).filter(
+        (e) => e.type === "remote_cancel_sent" || e.type === "remote_stop",
+      ).length === 2;
+    await waitUntil(recorded, 10_000, "the remote cancel and stop recorded", 20);
     expect(cancels).toEqual(["rp-1"]);
     const after = await reload(db, job.id);
     expect(after.executions[0]?.remoteId).toBe("rp-1");
