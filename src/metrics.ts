@@ -14,6 +14,7 @@ export interface Metrics {
   inflightExecutions: Gauge;
   remoteStops: Counter<"provider" | "outcome">;
   remoteStopSeconds: Histogram<"provider">;
+  gpuSeconds: Counter<"provider" | "outcome">;
 }
 
 export function createMetrics(options: { runningJobs: () => number; defaults?: boolean }): Metrics {
@@ -68,6 +69,12 @@ export function createMetrics(options: { runningJobs: () => number; defaults?: b
     remoteStops: new Counter({
       name: "quench_remote_stops_total",
       help: "Remote-queue stops by provider and outcome (confirmed, requested, already_finished, failed: the GPU may still be running).",
+      labelNames: ["provider", "outcome"],
+      registers: [registry],
+    }),
+    gpuSeconds: new Counter({
+      name: "quench_gpu_seconds_total",
+      help: "GPU time executions used (provider-billed where reported, else wall clock), by provider and outcome.",
       labelNames: ["provider", "outcome"],
       registers: [registry],
     }),

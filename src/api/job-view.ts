@@ -1,5 +1,9 @@
 import type { JobWithExecutions } from "../db/jobs.js";
-import type { ExecutionRow, JobEventRow } from "../db/schema.js";
+import type { ExecutionRow, JobEventRow, UsageRecord } from "../db/schema.js";
+import { jobUsage } from "../runner/usage.js";
+
+/** An execution that has not used any GPU time yet (SPEC.md's default). */
+const NO_USAGE: UsageRecord = { gpu_ms: 0, source: "wall_clock", cost_usd: null };
 
 /** The job object of SPEC.md section 3: snake_case, ISO-8601 UTC timestamps. */
 export function jobView(job: JobWithExecutions) {
@@ -19,6 +23,7 @@ export function jobView(job: JobWithExecutions) {
     instance: job.instance,
     error: job.error,
     metadata: job.metadata,
+    usage: jobUsage(job.executions),
     executions: job.executions.map(executionView),
   };
 }
@@ -38,6 +43,7 @@ export function executionView(e: ExecutionRow) {
     error: e.error,
     remote_id: e.remoteId,
     remote_stop: e.remoteStop ?? null,
+    usage: e.usage ?? NO_USAGE,
   };
 }
 

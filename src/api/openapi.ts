@@ -104,6 +104,16 @@ export function buildOpenApi(): Schema {
             outcome: { enum: ["confirmed", "requested", "already_finished", "failed"] },
           },
         },
+        usage: {
+          type: "object",
+          description:
+            "GPU time used: billed by the provider where it reports it, else wall clock.",
+          properties: {
+            gpu_ms: { type: "integer" },
+            source: { enum: ["provider", "wall_clock"] },
+            cost_usd: { type: ["number", "null"] },
+          },
+        },
       },
     },
     Job: {
@@ -124,6 +134,11 @@ export function buildOpenApi(): Schema {
         instance: { type: ["string", "null"] },
         error: { type: ["object", "null"] },
         metadata: { type: "object" },
+        usage: {
+          type: "object",
+          description: "The executions' GPU time summed; cost_usd sums the priced ones.",
+          properties: { gpu_ms: { type: "integer" }, cost_usd: { type: ["number", "null"] } },
+        },
         executions: { type: "array", items: ref("Execution") },
       },
     },

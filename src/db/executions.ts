@@ -7,6 +7,7 @@ import {
   executions,
   jobs,
   type RemoteStopRecord,
+  type UsageRecord,
 } from "./schema.js";
 import { type ExecutionStatus, executionStatusesInto } from "./statuses.js";
 
@@ -50,9 +51,10 @@ export async function startExecution(
   return row;
 }
 
-export type ExecutionResult =
+export type ExecutionResult = (
   | { status: "completed"; output: unknown }
-  | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean };
+  | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean }
+) & { usage?: UsageRecord };
 
 /**
  * running → completed | failed. Undefined if the execution was no longer
@@ -74,6 +76,7 @@ export async function finishExecution(
       output: storableJson(result.output ?? null),
       partial: failed ? (result.partial ?? false) : false,
       error: failed ? storableJson(result.error) : null,
+      ...(result.usage === undefined ? {} : { usage: result.usage }),
     })
     .where(and(eq(executions.id, id), executionGuard(result.status), heldBy(instance)))
     .returning();
@@ -162,11 +165,21 @@ export async function setRemoteStop(
   db: Db,
   id: string,
   remoteStop: RemoteStopRecord,
+  usage?: UsageRecord,
 ): Promise<string | undefined> {
   const [row] = await db
     .update(executions)
-    .set({ remoteStop })
+    .set({ remoteStop, ...(usage === undefined ? {} : { usage }) })
     .where(eq(executions.id, id))
     .returning({ status: executions.status });
   return row?.status;
+}
+
+/**
+ * Records an execution's GPU time once it is known: when it ended, or for a
+ * remote-queue kind stopped by a cancel, when the provider confirmed the
+ * stop (which may be after the job ended). Guarded by the execution alone.
+ */
+export async function setUsage(db: Db, id: string, usage: UsageRecord): Promise<void> {
+  await db.update(executions).set({ usage }).where(eq(executions.id, id));
 }

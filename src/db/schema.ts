@@ -29,6 +29,13 @@ export interface RemoteStopRecord {
   outcome: "confirmed" | "requested" | "already_finished" | "failed";
 }
 
+/** An execution's GPU time: billed by the provider where it says, else wall clock. */
+export interface UsageRecord {
+  gpu_ms: number;
+  source: "provider" | "wall_clock";
+  cost_usd: number | null;
+}
+
 export interface ErrorInfo {
   code: string;
   message: string;
@@ -103,6 +110,8 @@ export const executions = pgTable(
     remoteId: text("remote_id"),
     /** Remote-queue kinds: how the provider's own stop went (SPEC.md section 3, `remote_stop`). */
     remoteStop: jsonb("remote_stop").$type<RemoteStopRecord>(),
+    /** GPU time the execution used, and its cost (SPEC.md section 3, `usage`); null until it ended. */
+    usage: jsonb("usage").$type<UsageRecord>(),
   },
   (t) => [
     check("executions_status_check", sql.raw(`status in (${sqlList(EXECUTION_STATUSES)})`)),

@@ -31,6 +31,8 @@ const common = {
   retries: z.number().int().min(0).max(10).default(2),
   retry_base_ms: ms(250),
   retry_max_ms: ms(10_000),
+  /** USD per second of GPU time, for `usage.cost_usd`; left out, executions have no cost. */
+  price_per_second: z.number().nonnegative().max(1_000).optional(),
 };
 
 const headers = z.record(z.string(), z.string()).default({});

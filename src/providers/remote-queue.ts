@@ -15,6 +15,8 @@ export interface RemoteState {
   succeeded: boolean;
   output?: unknown;
   error?: string;
+  /** The GPU time the provider billed so far (ms), where its status reports one. */
+  billedMs?: number;
 }
 
 /** What the provider said to the cancel call. */
@@ -68,8 +70,14 @@ export function remoteQueueProvider<H>(
 ): Provider {
   async function stopRemote(exec: ExecutionCall, handle: H, id: string, why: string) {
     const requestedAt = new Date();
-    const report = (outcome: RemoteStop["outcome"], confirmedAt: Date | null) =>
-      exec.remoteStop?.({ requestedAt, confirmedAt, outcome, why });
+    const report = (outcome: RemoteStop["outcome"], confirmedAt: Date | null, billedMs?: number) =>
+      exec.remoteStop?.({
+        requestedAt,
+        confirmedAt,
+        outcome,
+        why,
+        ...(billedMs === undefined ? {} : { billedMs }),
+      });
     const answer = await within(exec.ctx, config.cancel_timeout_ms, (signal) =>
       api.cancel(handle, signal),
     ).catch((err: unknown) => err as Error);
@@ -105,7 +113,7 @@ export function remoteQueueProvider<H>(
     if (ended === undefined) return report("requested", null);
     const outcome =
       api.endAfterCancel?.(ended) ?? (ended.succeeded ? "already_finished" : "confirmed");
-    return report(outcome, new Date());
+    return report(outcome, new Date(), ended.billedMs);
   }
 
   return {
@@ -142,6 +150,7 @@ export function remoteQueueProvider<H>(
         if (signal.aborted) throw err;
         throw notRetryable(networkError(name, err));
       }
+      if (state.billedMs !== undefined) exec.billed?.(state.billedMs);
       if (state.succeeded) {
         return api.result ? api.result(handle, state, exec) : (state.output ?? null);
       }

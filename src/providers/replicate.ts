@@ -93,6 +93,9 @@ function toState(p: Prediction): RemoteState & { id?: string } {
     succeeded: status === "succeeded",
     output: p?.output ?? null,
     ...(p?.error == null ? {} : { error: String(p.error) }),
+    ...(typeof p?.metrics?.predict_time === "number"
+      ? { billedMs: Math.round(p.metrics.predict_time * 1000) }
+      : {}),
   };
 }
 

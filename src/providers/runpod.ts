@@ -65,6 +65,7 @@ function toState(job: RunpodJob): RemoteState & { id?: string } {
     succeeded: status === "COMPLETED",
     output: job?.output ?? null,
     ...(job?.error === undefined ? {} : { error: String(job.error) }),
+    ...(typeof job?.executionTime === "number" ? { billedMs: job.executionTime } : {}),
   };
 }
 

@@ -23,6 +23,8 @@ export interface ExecutionCall {
    * another. Optional: without it the stop is only noted.
    */
   remoteStop?(stop: RemoteStop): void;
+  /** The GPU time the provider says it billed for this work (ms), when it reports one. */
+  billed?(ms: number): void;
 }
 
 /** How the provider's own stop of the remote work went (SPEC.md section 3, `remote_stop`). */
@@ -33,6 +35,8 @@ export interface RemoteStop {
   outcome: "confirmed" | "requested" | "already_finished" | "failed";
   /** Why the cancel was sent: the abort's cause code, or `gave_up`. */
   why: string;
+  /** The GPU time the provider billed, if its final status says (ms). */
+  billedMs?: number;
 }
 
 /**

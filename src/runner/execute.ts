@@ -1,8 +1,8 @@
 import type { Context } from "../context/context.js";
 import type { Db } from "../db/connection.js";
 import { appendEvent, type JobEventType } from "../db/events.js";
-import { finishExecution, setRemoteId, startExecution } from "../db/executions.js";
-import type { ExecutionRow } from "../db/schema.js";
+import { finishExecution, setRemoteId, setUsage, startExecution } from "../db/executions.js";
+import type { ExecutionRow, UsageRecord } from "../db/schema.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
@@ -11,6 +11,7 @@ import { runWithPolicies } from "../providers/policy.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { JobFeed } from "./job-feed.js";
 import type { RemoteStops } from "./remote-stops.js";
+import { usageOf } from "./usage.js";
 
 /** What one runner needs to run executions; shared by every job it runs. */
 export interface RunnerEnv {
@@ -69,12 +70,30 @@ export async function runExecution(
   );
 
   let partial: unknown;
+  // GPU time: from the provider call's start, or as the provider bills it.
+  let callStarted: number | undefined;
+  let billedMs: number | undefined;
+  // A remote-queue kind that submitted reports its stop later, usage included.
+  let submittedRemotely = false;
+  const usageUntil = (end: number, billed = billedMs) => {
+    const price = env.providers.get(exec.provider)?.provider.config.price_per_second;
+    return billed === undefined
+      ? usageOf(end - (callStarted ?? end), "wall_clock", price)
+      : usageOf(billed, "provider", price);
+  };
+  const countGpu = (usage: UsageRecord, outcome: string) =>
+    env.metrics.gpuSeconds.inc({ provider: exec.provider, outcome }, usage.gpu_ms / 1000);
+
   const settle = async (
     result: Parameters<typeof finishExecution>[3],
   ): Promise<ExecutionOutcome> => {
     await writes;
     const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, writeRetryMs);
-    const row = await durable(() => finishExecution(db, exec.id, instance, result));
+    const usage = callStarted === undefined ? undefined : usageUntil(Date.now());
+    const row = await durable(() =>
+      finishExecution(db, exec.id, instance, usage === undefined ? result : { ...result, usage }),
+    );
+    if (row !== undefined && usage !== undefined) countGpu(usage, result.status);
     if (row === undefined) {
       // A cancel (or timeout) marked the execution first; its status stands.
       return {
@@ -107,6 +126,7 @@ export async function runExecution(
   // Only the provider call is inside the try: a failure to record its result
   // is the store's, not the provider's, and propagates to the job's handling.
   let output: unknown;
+  callStarted = Date.now();
   const timer = env.metrics.providerCalls.startTimer({ provider: exec.provider });
   env.metrics.inflightExecutions.inc();
   try {
@@ -131,8 +151,21 @@ export async function runExecution(
           }
         },
         activity: () => {},
-        remoteId: (id) => write(() => setRemoteId(db, exec.id, instance, id)),
-        remoteStop: (stop) => env.remoteStops?.record(exec, stop),
+        remoteId: (id) => {
+          submittedRemotely = true;
+          write(() => setRemoteId(db, exec.id, instance, id));
+        },
+        billed: (ms) => {
+          billedMs = ms;
+        },
+        remoteStop: (stop) => {
+          const usage = usageUntil(
+            (stop.confirmedAt ?? new Date()).getTime(),
+            stop.billedMs ?? billedMs,
+          );
+          countGpu(usage, "stopped");
+          env.remoteStops?.record(exec, stop, usage);
+        },
         note: (type, data) =>
           write(() =>
             appendEvent(db, {
@@ -148,6 +181,12 @@ export async function runExecution(
   } catch (err) {
     if (jobCtx.err !== undefined) {
       timer({ outcome: "stopped" });
+      if (!submittedRemotely) {
+        // Our side's stop is the GPU's stop here; a remote queue's comes with its remote stop.
+        const usage = usageUntil(Date.now());
+        countGpu(usage, "stopped");
+        write(() => setUsage(db, exec.id, usage));
+      }
       await writes;
       return { status: "stopped", partial };
     }

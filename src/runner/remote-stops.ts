@@ -1,6 +1,6 @@
 import { appendEvent } from "../db/events.js";
 import { setRemoteStop } from "../db/executions.js";
-import type { ExecutionRow, RemoteStopRecord } from "../db/schema.js";
+import type { ExecutionRow, RemoteStopRecord, UsageRecord } from "../db/schema.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
@@ -27,14 +27,14 @@ export function createRemoteStops(deps: {
 }) {
   const pending = new Set<Promise<void>>();
 
-  async function write(exec: ExecutionRow, stop: RemoteStop): Promise<void> {
+  async function write(exec: ExecutionRow, stop: RemoteStop, usage?: UsageRecord): Promise<void> {
     const record: RemoteStopRecord = {
       requested_at: stop.requestedAt.toISOString(),
       confirmed_at: stop.confirmedAt?.toISOString() ?? null,
       outcome: stop.outcome,
     };
     const status = await retryWhileUnavailable(
-      () => setRemoteStop(deps.db, exec.id, record),
+      () => setRemoteStop(deps.db, exec.id, record, usage),
       RECORD_RETRY_MS,
     );
     await retryWhileUnavailable(
@@ -59,7 +59,8 @@ export function createRemoteStops(deps: {
   }
 
   return {
-    record(exec: ExecutionRow, stop: RemoteStop): void {
+    /** Records `stop`, and the GPU time it ends (`usage`), on the execution. */
+    record(exec: ExecutionRow, stop: RemoteStop, usage?: UsageRecord): void {
       const log = deps.logger.child({ job_id: exec.jobId, execution_id: exec.id, key: exec.key });
       deps.metrics.remoteStops.inc({ provider: exec.provider, outcome: stop.outcome });
       if (stop.confirmedAt !== null && stop.outcome === "confirmed") {
@@ -76,7 +77,7 @@ export function createRemoteStops(deps: {
       } else {
         log.info({ provider: exec.provider, outcome: stop.outcome }, "remote stop");
       }
-      const written: Promise<void> = write(exec, stop)
+      const written: Promise<void> = write(exec, stop, usage)
         .catch((err: unknown) => log.error({ err }, "recording the remote stop failed"))
         .finally(() => pending.delete(written));
       pending.add(written);

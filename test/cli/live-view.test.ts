@@ -19,6 +19,7 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
   instance: "i",
   error: null,
   metadata: {},
+  usage: { gpu_ms: 0, cost_usd: null },
   executions: [
     {
       id: "e1",
@@ -34,6 +35,7 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
       error: null,
       remote_id: null,
       remote_stop: null,
+      usage: { gpu_ms: 0, source: "wall_clock", cost_usd: null },
     },
   ],
 });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { executionView } from "../../src/api/job-view.js";
+import { executionView, jobView } from "../../src/api/job-view.js";
 import { listEvents } from "../../src/db/events.js";
 import { runpodServer } from "../fakes/providers.js";
-import { falServer } from "../fakes/remote-queues.js";
+import { falServer, replicateServer } from "../fakes/remote-queues.js";
 import { createTestDatabase, DRIVERS } from "../helpers/databases.js";
 import { reload } from "../helpers/jobs.js";
 import { jobOf, startRunner } from "../helpers/runner.js";
@@ -56,9 +56,48 @@ describe.each(DRIVERS)("remote stops recorded by the runner on %s", (driver) => 
       });
       const metrics = await r.metrics.registry.getSingleMetricAsString("quench_remote_stops_total");
       expect(metrics).toContain('quench_remote_stops_total{provider="rp",outcome="confirmed"} 1');
+      // The fake reports no billed time: wall clock from the request to the confirmed stop.
+      expect(view.usage).toMatchObject({ source: "wall_clock", cost_usd: null });
+      const started = exec.startedAt?.getTime() ?? 0;
+      expect(view.usage.gpu_ms).toBeGreaterThanOrEqual(confirmed - started - 50);
     } finally {
       await r.stop();
       await server.close();
+      await t.drop();
+    }
+  });
+
+  it("usage and cost come from the provider's billed time, summed on the job", async () => {
+    const t = await createTestDatabase(driver);
+    const fake = await replicateServer({ completeAfterPolls: 2 });
+    const r = await startRunner(t.database.db, {
+      r8: {
+        kind: "replicate",
+        base_url: `${fake.server.url}/v1`,
+        api_token: "r8_test",
+        poll_ms: 10,
+        price_per_second: 0.001,
+      },
+    });
+    try {
+      const { job, ended } = await r.submit(
+        jobOf([
+          { key: "a", provider: "r8", model: "owner/a" },
+          { key: "b", provider: "r8", model: "owner/b" },
+        ]),
+      );
+      expect(await ended).toMatchObject({ status: "completed" });
+      const view = jobView(await reload(t.database.db, job.id));
+      for (const e of view.executions) {
+        // The fake bills metrics.predict_time = 1.5 s for each prediction.
+        expect(e.usage).toEqual({ gpu_ms: 1_500, source: "provider", cost_usd: 0.0015 });
+      }
+      expect(view.usage).toEqual({ gpu_ms: 3_000, cost_usd: 0.003 });
+      const gpu = await r.metrics.registry.getSingleMetricAsString("quench_gpu_seconds_total");
+      expect(gpu).toContain('quench_gpu_seconds_total{provider="r8",outcome="completed"} 3');
+    } finally {
+      await r.stop();
+      await fake.server.close();
       await t.drop();
     }
   });
