@@ -120,11 +120,20 @@ export async function benchDatabase(): Promise<{
  * A started runner of `jobs` slots on `db`, whose one provider (`gpu`, the
  * openai kind) streams from `providerUrl`: what both cancel benchmarks measure.
  */
-export async function startBenchRunner(db: Database["db"], providerUrl: string, jobs: number) {
+export async function startBenchRunner(
+  db: Database["db"],
+  providerUrl: string,
+  jobs: number,
+  /** More providers beside `gpu` (raw configuration, as in PROVIDERS_FILE). */
+  more: Record<string, unknown> = {},
+) {
   const agent = createHttpAgent();
   const providers = await createProviderRegistry(
     parseProviders(
-      { gpu: { kind: "openai", base_url: providerUrl, max_concurrency: jobs, stall_ms: 600_000 } },
+      {
+        gpu: { kind: "openai", base_url: providerUrl, max_concurrency: jobs, stall_ms: 600_000 },
+        ...more,
+      },
       {},
     ),
     agent,

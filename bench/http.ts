@@ -5,6 +5,7 @@ import { Agent, request } from "undici";
 import { createApp } from "../src/api/app.js";
 import { createAuthenticator, signServiceToken } from "../src/api/auth/tokens.js";
 import { createStreamRegistry } from "../src/api/streams.js";
+import type { Database } from "../src/db/connection.js";
 import { benchDatabase, now, startBenchRunner, startStreamServer } from "./cancel.js";
 import { type Stats, summarize } from "./stats.js";
 
@@ -25,22 +26,14 @@ export interface HttpBenchResult {
 const SECRET = "b".repeat(64);
 
 /**
- * End to end through HTTP on one instance: the API and the runner in one
- * process (as `npm start` runs them), clients on loopback through undici.
+ * The quench app on loopback over `database` and a started bench runner, and
+ * a client that calls it with a `jobs:admin` service token.
  */
-export async function httpBench(
-  options: { jobs?: number; submits?: number; concurrency?: number } = {},
-): Promise<HttpBenchResult> {
-  const jobs = options.jobs ?? 1_000;
-  const submits = options.submits ?? 2_000;
-  const concurrency = options.concurrency ?? 16;
-  const fake = await startStreamServer();
-  const { database, drop } = await benchDatabase();
-  const { runner, manager, providers, agent, feed, logger, metrics } = await startBenchRunner(
-    database.db,
-    fake.url,
-    jobs,
-  );
+export async function startBenchApi(
+  database: Database,
+  parts: Awaited<ReturnType<typeof startBenchRunner>>,
+) {
+  const { runner, manager, providers, agent, feed, logger, metrics } = parts;
   const auth = createAuthenticator({
     sessionSecret: SECRET,
     service: { secret: SECRET, jwksUrl: undefined, issuer: "bench", audience: "quench" },
@@ -91,8 +84,26 @@ export async function httpBench(
     });
     const text = await res.body.text();
     if (res.statusCode >= 400) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
-    return JSON.parse(text) as { id: string };
+    return JSON.parse(text) as { id: string; executions?: { remote_id: string | null }[] };
   };
+  return { call, base, client, server };
+}
+
+/**
+ * End to end through HTTP on one instance: the API and the runner in one
+ * process (as `npm start` runs them), clients on loopback through undici.
+ */
+export async function httpBench(
+  options: { jobs?: number; submits?: number; concurrency?: number } = {},
+): Promise<HttpBenchResult> {
+  const jobs = options.jobs ?? 1_000;
+  const submits = options.submits ?? 2_000;
+  const concurrency = options.concurrency ?? 16;
+  const fake = await startStreamServer();
+  const { database, drop } = await benchDatabase();
+  const parts = await startBenchRunner(database.db, fake.url, jobs);
+  const { runner, providers, agent } = parts;
+  const { call, client, server } = await startBenchApi(database, parts);
   const submit = (model: string) =>
     call("POST", "/jobs", {
       executions: [{ key: "chat", provider: "gpu", model, input: { messages: [] } }],

@@ -4,10 +4,11 @@ import { clusterBench } from "./cluster.js";
 import { contextBench } from "./context.js";
 import { httpBench } from "./http.js";
 import { peopleBench } from "./people.js";
+import { remoteBench } from "./remote.js";
 import { fmt, type Stats } from "./stats.js";
 
 /**
- * `npm run bench [context|cancel|http|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http|remote|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
  * `http` and `cluster` need DATABASE_URL (a Postgres server; `cluster` runs several processes).
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
@@ -100,6 +101,29 @@ if (only === undefined || only === "http") {
   );
   const ok = r.cancelToClose.median < 3 && r.cancelToClose.p99 < 10;
   console.log(`Targets (cancel → close p50 < 3 ms, p99 < 10 ms): ${ok ? "met" : "MISSED"}`);
+}
+
+if (only === undefined || only === "remote") {
+  const r = await remoteBench();
+  console.log(`\n## Remote stop: cancel → the provider's cancel call, database ${r.driver} (ms)\n`);
+  console.log(
+    `${r.jobs} jobs per kind waiting in loopback fakes of each provider's API (in the bench's process);`,
+  );
+  console.log("each cancelled one at a time with POST /jobs/:id/cancel.\n");
+  console.log(STATS_HEADER);
+  for (const k of r.kinds) {
+    console.log(
+      row(
+        `${k.kind}: POST /jobs/:id/cancel sent → provider's cancel call received`,
+        k.toCancelCall,
+      ),
+    );
+    console.log(row(`${k.kind}: POST /jobs/:id/cancel sent → 200 received`, k.toResponse));
+  }
+  const ok = r.kinds.every((k) => k.toCancelCall.median < 3 && k.toCancelCall.p99 < 10);
+  console.log(
+    `\nTargets (cancel → provider's cancel call p50 < 3 ms, p99 < 10 ms): ${ok ? "met" : "MISSED"}`,
+  );
 }
 
 if ((only === undefined && process.env.DATABASE_URL) || only === "cluster") {
