@@ -30,6 +30,12 @@ export type CancelAnswer = "requested" | "already_finished";
 export interface RemoteQueueApi<H> {
   submit(exec: ExecutionCall): Promise<{ id: string; handle: H; state: RemoteState }>;
   status(handle: H, signal: AbortSignal, activity: () => void): Promise<RemoteState>;
+  /**
+   * Follows the work as it streams (Replicate's `urls.stream`), reporting
+   * output as progress; resolves when the stream ends, with the state if it
+   * knows it. Polling takes over after it, so a stream that breaks loses nothing.
+   */
+  follow?(handle: H, exec: ExecutionCall): Promise<RemoteState | undefined>;
   /** Output of work that succeeded, when it is not in the status itself (fal's response URL). */
   result?(handle: H, state: RemoteState, exec: ExecutionCall): Promise<unknown>;
   cancel(handle: H, signal: AbortSignal): Promise<CancelAnswer>;
@@ -126,6 +132,7 @@ export function remoteQueueProvider<H>(
       let state = submitted;
       let failures = 0;
       try {
+        if (!state.ended && api.follow) state = (await api.follow(handle, exec)) ?? state;
         while (!state.ended) {
           await sleep(config.poll_ms, undefined, { signal });
           try {

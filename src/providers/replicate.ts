@@ -1,9 +1,10 @@
+import { createParser } from "eventsource-parser";
 import type { Dispatcher } from "undici";
 import type { ProviderConfigOf } from "./config.js";
 import { ProviderError } from "./errors.js";
 import { ensureOk, readJson, send } from "./http-client.js";
 import { type RemoteState, remainingMs, remoteQueueProvider } from "./remote-queue.js";
-import type { Provider } from "./types.js";
+import type { ExecutionCall, Provider } from "./types.js";
 
 /** Prediction statuses that mean the work ended (Replicate HTTP API, "Prediction status"). */
 const ENDED = new Set(["succeeded", "failed", "canceled", "aborted"]);
@@ -48,7 +49,7 @@ export function replicateProvider(
   };
   const prediction = (id: string) => `/predictions/${encodeURIComponent(id)}`;
 
-  return remoteQueueProvider<string>(name, config, {
+  return remoteQueueProvider<Handle>(name, config, {
     async submit(exec) {
       const model = /^([\w.-]+)\/([\w.-]+)(?::([0-9a-f]{64}|[\w.-]+))?$/i.exec(exec.model);
       if (model === null) {
@@ -74,20 +75,76 @@ export function replicateProvider(
       if (state.id === undefined) {
         throw new ProviderError("bad_response", `${name}: the prediction has no id`);
       }
-      return { id: state.id, handle: state.id, state };
+      return { id: state.id, handle: { id: state.id, stream: state.stream }, state };
     },
-    status: (id, signal, activity) => call(signal, "GET", prediction(id), activity),
-    async cancel(id, signal) {
-      const state = await call(signal, "POST", `${prediction(id)}/cancel`, () => {});
+    status: (h, signal, activity) => call(signal, "GET", prediction(h.id), activity),
+    async follow(h, exec) {
+      if (h.stream === undefined) return undefined;
+      const res = await send({
+        agent,
+        signal: exec.ctx.signal,
+        method: "GET",
+        url: h.stream,
+        headers: { ...headers, accept: "text/event-stream", "cache-control": "no-store" },
+      });
+      await ensureOk(name, res);
+      await followStream(res, exec);
+      return undefined; // the status poll that follows reads the final state and output
+    },
+    async cancel(h, signal) {
+      const state = await call(signal, "POST", `${prediction(h.id)}/cancel`, () => {});
       return state.ended && state.succeeded ? "already_finished" : "requested";
     },
   });
 }
 
-function toState(p: Prediction): RemoteState & { id?: string } {
+interface Handle {
+  id: string;
+  /** `urls.stream`: the prediction's output as server-sent events, when the model streams. */
+  stream: string | undefined;
+}
+
+/**
+ * Reads Replicate's prediction stream (`output` events carry text, `error`
+ * and `done` end it), reporting the text so far as progress, so a cancel
+ * keeps it as partial output.
+ */
+async function followStream(res: Dispatcher.ResponseData, exec: ExecutionCall): Promise<void> {
+  let text = "";
+  let ended = false;
+  const parser = createParser({
+    maxBufferSize: 1024 * 1024,
+    onEvent(event) {
+      if (event.event === "output") {
+        text += event.data;
+        exec.progress({ text });
+      } else if (event.event === "done" || event.event === "error") {
+        ended = true;
+      }
+    },
+  });
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of res.body) {
+      exec.activity();
+      parser.feed(decoder.decode(chunk as Buffer, { stream: true }));
+      if (ended) break;
+    }
+  } catch (err) {
+    if (exec.ctx.signal.aborted) throw err;
+    // A broken stream is not the prediction's end: polling carries on.
+  } finally {
+    res.body.destroy();
+  }
+}
+
+function toState(p: Prediction): RemoteState & { id?: string; stream?: string } {
   const status = typeof p?.status === "string" ? p.status : "unknown";
   return {
     ...(typeof p?.id === "string" && p.id !== "" ? { id: p.id } : {}),
+    ...(typeof p?.urls?.stream === "string" && URL.canParse(p.urls.stream)
+      ? { stream: p.urls.stream }
+      : {}),
     status,
     ended: ENDED.has(status),
     succeeded: status === "succeeded",

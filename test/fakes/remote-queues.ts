@@ -17,6 +17,8 @@ export interface QueueFakeOptions {
   cancelHangs?: boolean;
   /** Status polls answer 500 (the queue's API is failing). */
   statusFails?: boolean;
+  /** Replicate: predictions stream `tokens` output events, one every `intervalMs`, then complete. */
+  stream?: { tokens: number; intervalMs: number };
 }
 
 export interface QueueFake {
@@ -93,19 +95,48 @@ function cancelMisbehaves(options: QueueFakeOptions, res: ServerResponse): boole
 export async function replicateServer(options: QueueFakeOptions = {}): Promise<QueueFake> {
   const t = tracker(options);
   const submits: QueueFake["submits"] = [];
+  let origin = "";
   const prediction = (id: string, status: string) => ({
     id,
     status,
     output: status === "succeeded" ? ["a ", "cat"] : null,
     error: null,
     metrics: status === "succeeded" || status === "canceled" ? { predict_time: 1.5 } : {},
-    urls: { get: `/v1/predictions/${id}`, cancel: `/v1/predictions/${id}/cancel` },
+    urls: {
+      get: `${origin}/v1/predictions/${id}`,
+      cancel: `${origin}/v1/predictions/${id}/cancel`,
+      ...(options.stream === undefined ? {} : { stream: `${origin}/v1/stream/${id}` }),
+    },
   });
   const server = await startFakeServer((req: IncomingMessage, res, recorded) => {
     const path = recorded.path;
     if (req.method === "POST" && /^\/v1\/(models\/[^/]+\/[^/]+\/)?predictions$/.test(path)) {
       submits.push(req.headers);
       return json(res, 201, prediction(t.create("r8"), "starting"));
+    }
+    const stream = /^\/v1\/stream\/([^/]+)$/.exec(path);
+    if (req.method === "GET" && stream?.[1] && options.stream !== undefined) {
+      const id = stream[1];
+      const { tokens, intervalMs } = options.stream;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      let sent = 0;
+      const timer = setInterval(() => {
+        const job = t.jobs.get(id);
+        if (job?.cancelledAt !== undefined) {
+          clearInterval(timer);
+          res.end('event: done\ndata: {"reason":"canceled"}\n\n');
+          return;
+        }
+        if (sent < tokens) {
+          res.write(`event: output\ndata: t${sent++} \n\n`);
+          return;
+        }
+        clearInterval(timer);
+        if (job !== undefined) job.completed = true;
+        res.end("event: done\ndata: {}\n\n");
+      }, intervalMs);
+      res.once("close", () => clearInterval(timer));
+      return;
     }
     const get = /^\/v1\/predictions\/([^/]+)$/.exec(path);
     if (req.method === "GET" && get?.[1]) {
@@ -125,6 +156,7 @@ export async function replicateServer(options: QueueFakeOptions = {}): Promise<Q
     }
     json(res, 404, { detail: "Not found." });
   });
+  origin = server.url;
   return { server, cancels: t.cancels, submits };
 }
 

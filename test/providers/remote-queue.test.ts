@@ -175,6 +175,31 @@ describe("replicate specifics", () => {
     expect(Number.parseInt(header, 10)).toBeLessThanOrEqual(90);
   });
 
+  it("follows the prediction's stream: text arrives live, and a cancel keeps what came", async () => {
+    const [kind] = KINDS;
+    if (kind === undefined) throw new Error("no replicate kind");
+    const { fake, registry } = await start(kind, { stream: { tokens: 1_000, intervalMs: 10 } });
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.progress.length >= 5, 5_000, "streamed text");
+    cancel(userCancel());
+    await rejectionOf(result);
+    const last = recorded.progress.at(-1) as { text: string };
+    expect(last.text.startsWith("t0 t1 t2 t3 t4 ")).toBe(true);
+    expect(await stopOf(recorded)).toMatchObject({ outcome: "confirmed" });
+    expect(fake.cancels).toHaveLength(1);
+  });
+
+  it("a stream that ends with done hands over to the status for the output", async () => {
+    const [kind] = KINDS;
+    if (kind === undefined) throw new Error("no replicate kind");
+    const { registry } = await start(kind, { stream: { tokens: 3, intervalMs: 5 } });
+    const [ctx] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    expect(await result).toEqual(kind.output);
+    expect(recorded.progress.at(-1)).toEqual({ text: "t0 t1 t2 " });
+  });
+
   it("a model with a version posts to /predictions with that version", async () => {
     const [kind] = KINDS;
     if (kind === undefined) throw new Error("no replicate kind");
