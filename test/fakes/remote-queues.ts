@@ -17,6 +17,8 @@ export interface QueueFakeOptions {
   cancelHangs?: boolean;
   /** Status polls answer 500 (the queue's API is failing). */
   statusFails?: boolean;
+  /** The work finishes just as the cancel arrives: the cancel finds it completed. */
+  completeOnCancel?: boolean;
   /** Replicate: predictions stream `tokens` output events, one every `intervalMs`, then complete. */
   stream?: { tokens: number; intervalMs: number };
 }
@@ -66,6 +68,7 @@ function tracker(options: QueueFakeOptions) {
     cancel(id: string): boolean {
       cancels.push({ id, at: performance.now() });
       const job = jobs.get(id);
+      if (job !== undefined && options.completeOnCancel) job.completed = true;
       if (job === undefined || job.completed) return false;
       job.cancelledAt ??= performance.now();
       return true;

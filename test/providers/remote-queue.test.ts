@@ -137,6 +137,17 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
     expect(fake.cancels).toHaveLength(1);
   });
 
+  it("a cancel racing the work's own end is already_finished", async () => {
+    const { fake, registry } = await start(kind, { completeOnCancel: true });
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+    cancel(userCancel());
+    await rejectionOf(result);
+    expect(await stopOf(recorded)).toMatchObject({ outcome: "already_finished" });
+    expect(fake.cancels).toHaveLength(1);
+  });
+
   it("status polls that keep failing give up without a second submit, and cancel remotely", async () => {
     const { fake, registry } = await start(
       kind,
