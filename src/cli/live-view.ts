@@ -1,4 +1,4 @@
-import { outputText, stopDelayMs } from "../client/job-facts.js";
+import { outputText, remoteStopText, stopDelayMs, usageText } from "../client/job-facts.js";
 import type { Execution, Job, StreamEvent } from "../client/types.js";
 import { duration, elapsed } from "./format.js";
 
@@ -26,7 +26,8 @@ export function createLiveView(screen: Screen) {
   const executionLine = (e: Execution) => {
     const count = chars.get(e.key) ?? outputText(e.output).length;
     const time = elapsed(e.started_at, e.finished_at);
-    return `  ${e.key}  ${e.provider}/${e.model}  ${e.status}${time ? `  ${time}` : ""}  ${count} chars${e.partial ? " (partial)" : ""}`;
+    const extra = [usageText(e.usage), remoteStopText(e.remote_stop)].filter(Boolean);
+    return `  ${e.key}  ${e.provider}/${e.model}  ${e.status}${time ? `  ${time}` : ""}  ${count} chars${e.partial ? " (partial)" : ""}${extra.map((x) => `  ${x}`).join("")}`;
   };
   const jobLine = (j: Job) => {
     const time = elapsed(j.started_at, j.finished_at);
@@ -58,7 +59,11 @@ export function createLiveView(screen: Screen) {
       }
     } else if (event.event === "execution") {
       const before = job?.executions.find((e) => e.id === event.data.id);
-      if (before?.status !== event.data.status)
+      // A remote stop lands after the status: its line is news too.
+      if (
+        before?.status !== event.data.status ||
+        before?.remote_stop?.outcome !== event.data.remote_stop?.outcome
+      )
         screen.write(`${at}  ${executionLine(event.data)}\n`);
     } else if (event.event === "progress") {
       const last = lastPlainProgress.get(event.data.key) ?? 0;

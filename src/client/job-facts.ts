@@ -18,3 +18,29 @@ export function stopDelayMs(
   if (cancelledAt === null || stoppedAt === null) return undefined;
   return Math.max(0, Date.parse(stoppedAt) - Date.parse(cancelledAt));
 }
+
+/** GPU time and cost as people read it ("GPU 1.5 s, $0.0015", "GPU 42 ms"); empty before any was used. */
+export function usageText(usage: { gpu_ms: number; cost_usd: number | null } | undefined): string {
+  if (usage === undefined || usage.gpu_ms <= 0) return "";
+  const ms = usage.gpu_ms;
+  const time =
+    ms < 1_000
+      ? `${ms} ms`
+      : ms < 10_000
+        ? `${(ms / 1000).toFixed(1)} s`
+        : `${Math.round(ms / 1000)} s`;
+  return `GPU ${time}${usage.cost_usd === null ? "" : `, $${usage.cost_usd}`}`;
+}
+
+/** A remote-queue execution's stop as people read it; empty where closing the connection is the stop. */
+export function remoteStopText(
+  stop: { outcome: "confirmed" | "requested" | "already_finished" | "failed" } | null | undefined,
+): string {
+  if (stop == null) return "";
+  return {
+    confirmed: "provider confirmed the stop",
+    requested: "provider stop requested, not confirmed yet",
+    already_finished: "provider had already finished",
+    failed: "provider stop FAILED: the GPU may still be running",
+  }[stop.outcome];
+}

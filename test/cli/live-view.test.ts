@@ -97,4 +97,33 @@ describe("the live view of quench watch", () => {
     expect(lines.filter((l) => l.includes("chars") && l.includes("chat:"))).toHaveLength(1);
     expect(lines.at(-1)).toBe("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756 completed after 4.0 s");
   });
+
+  it("shows each execution's GPU time and its remote stop, and the remote stop's arrival as news", () => {
+    let text = "";
+    const view = createLiveView({
+      tty: false,
+      write: (t) => {
+        text += t;
+      },
+    });
+    const cancelled = job("cancelled", "cancelled");
+    view.onEvent({ event: "job", data: cancelled });
+    const [exec] = cancelled.executions;
+    if (exec === undefined) throw new Error("no execution");
+    view.onEvent({
+      event: "execution",
+      data: {
+        ...exec,
+        usage: { gpu_ms: 1_500, source: "provider", cost_usd: 0.0015 },
+        remote_stop: {
+          requested_at: "2026-11-21T15:00:04.000Z",
+          confirmed_at: "2026-11-21T15:00:04.900Z",
+          outcome: "confirmed",
+        },
+      },
+    });
+    expect(text.trim().split("\n").at(-1)).toMatch(
+      /chat {2}demo\/demo {2}cancelled .*GPU 1\.5 s, \$0\.0015 {2}provider confirmed the stop$/,
+    );
+  });
 });

@@ -1,4 +1,4 @@
-import { outputText, stopDelayMs } from "../../client/job-facts.js";
+import { outputText, remoteStopText, stopDelayMs, usageText } from "../../client/job-facts.js";
 import type { Execution, Job } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../db/statuses.js";
 import { h } from "./dom.js";
@@ -60,6 +60,9 @@ function executionLine(e: Execution, progress: unknown): HTMLElement {
   if (e.partial) parts.push("partial");
   // Why it failed or was skipped; a cancel's reason is the job's, shown below.
   if (e.error && e.status !== "cancelled") parts.push(`${e.error.code}: ${e.error.message}`);
+  for (const fact of [usageText(e.usage), remoteStopText(e.remote_stop)]) {
+    if (fact) parts.push(fact);
+  }
   return h("div", { class: "execution" }, parts.join(" · "));
 }
 
