@@ -60,6 +60,21 @@ async function start(
 }
 
 const userCancel = () => new CancelCause("cancelled", "the user asked", "0xUser");
+/** Submits on `kind`'s fake, cancels as a user once the work was submitted remotely, and waits for our side's stop. */
+async function cancelledRun(
+  kind: Kind,
+  options: QueueFakeOptions = {},
+  extra: Record<string, unknown> = {},
+) {
+  const { fake, registry } = await start(kind, options, extra);
+  const [ctx, cancel] = withCancelCause(background());
+  const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+  await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+  const why = userCancel();
+  cancel(why);
+  return { fake, recorded, why, rejection: await rejectionOf(result) };
+}
+
 const stopOf = async (recorded: Recorded) => {
   await waitUntil(() => recorded.remoteStops.length === 1, 10_000, "the remote stop");
   return recorded.remoteStops[0];
@@ -98,12 +113,7 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
   });
 
   it("a cancel call that fails is a failed remote stop, noted", async () => {
-    const { registry } = await start(kind, { cancelStatus: 500 });
-    const [ctx, cancel] = withCancelCause(background());
-    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
-    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
-    cancel(userCancel());
-    await rejectionOf(result);
+    const { recorded } = await cancelledRun(kind, { cancelStatus: 500 });
     expect(await stopOf(recorded)).toMatchObject({ outcome: "failed", confirmedAt: null });
     expect(recorded.notes.at(-1)).toMatchObject({
       type: "remote_cancel_sent",
@@ -112,12 +122,7 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
   });
 
   it("a cancel call that hangs fails after cancel_timeout_ms", async () => {
-    const { registry } = await start(kind, { cancelHangs: true });
-    const [ctx, cancel] = withCancelCause(background());
-    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
-    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
-    cancel(userCancel());
-    await rejectionOf(result);
+    const { recorded } = await cancelledRun(kind, { cancelHangs: true });
     expect(await stopOf(recorded)).toMatchObject({ outcome: "failed" });
     expect(recorded.notes.at(-1)?.data.error).toBe("no answer within 300 ms");
   });
@@ -138,12 +143,7 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
   });
 
   it("a cancel racing the work's own end is already_finished", async () => {
-    const { fake, registry } = await start(kind, { completeOnCancel: true });
-    const [ctx, cancel] = withCancelCause(background());
-    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
-    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
-    cancel(userCancel());
-    await rejectionOf(result);
+    const { fake, recorded } = await cancelledRun(kind, { completeOnCancel: true });
     expect(await stopOf(recorded)).toMatchObject({ outcome: "already_finished" });
     expect(fake.cancels).toHaveLength(1);
   });
