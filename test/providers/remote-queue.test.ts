@@ -163,6 +163,17 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
     expect(fake.cancels).toHaveLength(1);
   });
 
+  it("a shutdown sends the remote cancel too", async () => {
+    const { fake, registry } = await start(kind);
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+    cancel(new CancelCause("shutdown", "the instance is shutting down"));
+    await rejectionOf(result);
+    expect(await stopOf(recorded)).toMatchObject({ why: "shutdown", outcome: "confirmed" });
+    expect(fake.cancels).toHaveLength(1);
+  });
+
   it("a deadline sends the remote cancel too", async () => {
     const { fake, registry } = await start(kind);
     const [ctx] = withTimeout(background(), 100);

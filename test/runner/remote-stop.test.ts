@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { executionView, jobView } from "../../src/api/job-view.js";
 import { listEvents } from "../../src/db/events.js";
@@ -5,6 +7,7 @@ import { runpodServer } from "../fakes/providers.js";
 import { falServer, replicateServer } from "../fakes/remote-queues.js";
 import { createTestDatabase, DRIVERS } from "../helpers/databases.js";
 import { reload } from "../helpers/jobs.js";
+import { LOG_DIR } from "../helpers/logs.js";
 import { jobOf, startRunner } from "../helpers/runner.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -133,6 +136,16 @@ describe.each(DRIVERS)("remote stops recorded by the runner on %s", (driver) => 
         outcome: "failed",
         confirmed_at: null,
       });
+      // The operator can alert on it: a warn line naming the job.
+      const warned = readFileSync(join(LOG_DIR, `worker-${process.pid}.ndjson`), "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find(
+          (l) =>
+            l.job_id === job.id && l.msg === "remote cancel failed: the GPU may still be running",
+        );
+      expect(warned).toMatchObject({ level: 40, provider: "fal" });
     } finally {
       await r.stop();
       await fal.server.close();
