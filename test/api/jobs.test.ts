@@ -90,8 +90,10 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
           "started_at",
           "status",
           "stopped_at",
+          "usage",
         ].sort(),
       );
+      expect(body.usage).toEqual({ gpu_ms: 0, cost_usd: null });
       expect((body.executions as Record<string, unknown>[])[0]).toMatchObject({
         key: "only",
         provider: "slow",
@@ -100,6 +102,8 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
         partial: false,
         output: null,
         remote_id: null,
+        remote_stop: null,
+        usage: { gpu_ms: 0, source: "wall_clock", cost_usd: null },
       });
       const got = await api.call("GET", `/api/v1/jobs/${body.id}`, { token });
       expect(got.status).toBe(200);
