@@ -153,7 +153,19 @@ export function remoteQueueProvider<H>(
               ? "deadline"
               : "aborted";
         // Our side stops now; the provider's stop is confirmed in the background.
-        void stopRemote(exec, handle, id, why);
+        // Never throws into the void: an unhandled rejection would end the process.
+        stopRemote(exec, handle, id, why).catch(() => {
+          try {
+            exec.remoteStop?.({
+              requestedAt: new Date(),
+              confirmedAt: null,
+              outcome: "failed",
+              why,
+            });
+          } catch {
+            // Nothing left to tell: the runner's recorder itself failed.
+          }
+        });
         if (signal.aborted) throw err;
         throw notRetryable(networkError(name, err));
       }
