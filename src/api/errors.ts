@@ -62,8 +62,9 @@ export function isBodyLost(err: unknown, c: Context): boolean {
  * a bug: it is logged in full and answered with a generic 500 that leaks
  * neither the stack nor the message. A database that cannot be reached is a
  * 503 `unavailable` (logged at warn), wherever the query ran. A client that
- * abandoned its request is no bug: it is answered 400 (to nobody, most likely) and logged by the
- * request line alone, so the "unhandled error" alert stays meaningful.
+ * abandoned its request is no bug: it is answered 400 (to nobody, most
+ * likely) and logged by the request line alone, so the "unhandled error"
+ * alert stays meaningful.
  */
 export function makeErrorHandler(
   log: (err: unknown, c: Context) => void,

@@ -57,8 +57,8 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
 /**
  * Bounds on every wait for a postgres.js connection or query (DESIGN.md:
  * "no unbounded wait on the database"). While the server is unreachable a
- * query fails within CONNECT_TIMEOUT_S instead of queueing for the whole
- * outage, and once it is back the pool reconnects within RECONNECT_MAX_S:
+ * query fails within `connectTimeoutS` instead of queueing for the whole
+ * outage, and once it is back the pool reconnects within `reconnectMaxS`:
  * postgres.js's default backoff grows to 20 s after a few failed connects,
  * which kept instances answering errors for up to 20 s after the database
  * had returned. The statement timeout bounds a query stuck on a lock or a
@@ -71,7 +71,7 @@ export const DB_BOUNDS = {
   idleInTransactionTimeoutMs: 30_000,
 } as const;
 
-/** Jittered doubling from 25 ms to RECONNECT_MAX_S, in seconds, as postgres.js's `backoff` wants. */
+/** Jittered doubling from 25 ms to `reconnectMaxS`, in seconds, as postgres.js's `backoff` wants. */
 function reconnectBackoff(attempt: number): number {
   return Math.min(0.025 * 2 ** attempt, DB_BOUNDS.reconnectMaxS) * (0.5 + Math.random() / 2);
 }

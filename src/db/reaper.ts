@@ -129,7 +129,7 @@ function within(at: Date | null, span: OutageSpan | undefined): boolean {
 /**
  * What one instance's reaper saw of the database, turned into the span of
  * lapses to forgive. `failed()` after a reap that could not reach the
- * database; `succeeded(now)` after one that did, with the database's `now()`.
+ * database; `spanAt(now)` in each reap that does, with the database's `now()`.
  * After an outage the span runs from the last good contact before it to
  * `graceMs` after the first good contact after it: long enough for the
  * holders, if alive, to renew or give their jobs back first.

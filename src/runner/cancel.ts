@@ -34,6 +34,9 @@ export interface CancelServiceDeps {
   ackMs: number;
 }
 
+/** How long a cancel retries its write while the database is unavailable, before answering 503. */
+const CANCEL_WRITE_RETRY_MS = 2_000;
+
 /**
  * `cancelJob(jobId, {actor, reason})`: the guarded transition in the store
  * (queued | running → cancelled, with its executions), the abort of the job's
@@ -47,9 +50,6 @@ export interface CancelServiceDeps {
  * (`CancelCause.committed`), and a refused transition means the job had
  * already ended — its terminal status stands, exactly one wins.
  */
-/** How long a cancel retries its write while the database is unavailable, before answering 503. */
-const CANCEL_WRITE_RETRY_MS = 2_000;
-
 export function createCancelService(deps: CancelServiceDeps) {
   return async function cancelJob(
     jobId: string,

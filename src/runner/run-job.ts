@@ -63,10 +63,11 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
     const partials = await runDag(deps, job, runCtx, cancelJob, log);
     await conclude(deps, job, jobCtx, runCtx, partials, log);
   } catch (err) {
-    // Requeued for another attempt, or failed once MAX_ATTEMPTS are spent, so a
-    // job that always breaks its runner cannot loop (nor call its provider) forever.
-    // Both are guarded (running, held here): no-ops if the job already ended. If
-    // the database is what failed, they fail too and the lapsing lease brings it back.
+    // A database that went away is not the job's fault: it is given back at no
+    // attempt's cost. Anything else requeues it for another attempt, or fails it
+    // once MAX_ATTEMPTS are spent, so a job that always breaks its runner cannot
+    // loop (nor call its provider) forever. All are guarded (running, held here):
+    // no-ops if the job already ended; if they cannot be written, the lease lapses.
     if (registered && isDatabaseUnavailable(err)) {
       // The database went away under the run: not the job's fault, so no attempt is spent.
       log.warn({ code: unavailableCode(err) }, "the database failed under the job; giving it back");
