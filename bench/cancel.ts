@@ -1,18 +1,15 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
+import { createLocalBus } from "../src/cluster/local-bus.js";
 import { type Database, migrateDatabase, openDatabase } from "../src/db/connection.js";
 import { insertJob } from "../src/db/jobs.js";
+import { createInstance } from "../src/instance.js";
 import { createLogger } from "../src/logger.js";
-import { createMetrics } from "../src/metrics.js";
 import { parseProviders } from "../src/providers/config.js";
 import { createHttpAgent } from "../src/providers/http-client.js";
 import { createProviderRegistry } from "../src/providers/registry.js";
-import { localOnlyBus } from "../src/runner/bus.js";
-import { createJobContextManager } from "../src/runner/job-context-manager.js";
-import { createJobFeed } from "../src/runner/job-feed.js";
-import { createRunner } from "../src/runner/runner.js";
-import { createStopAcks } from "../src/runner/stop-acks.js";
+import type { Runner } from "../src/runner/runner.js";
 import { type Stats, summarize } from "./stats.js";
 
 export const now = () => performance.timeOrigin + performance.now();
@@ -138,17 +135,29 @@ export async function startBenchRunner(
     ),
     agent,
   );
-  const manager = createJobContextManager();
-  const feed = createJobFeed();
-  const acks = createStopAcks();
   const logger = createLogger({ level: "silent", instance: "bench" });
-  const metrics = createMetrics({ runningJobs: () => manager.count(), defaults: false });
-  const runner = createRunner(
-    { db, instance: "bench", providers, feed, logger, metrics, manager, acks, bus: localOnlyBus },
-    { concurrency: jobs, leaseMs: 120_000, cancelAckMs: 10_000, claimPollMs: 50 },
-  );
-  runner.start();
-  return { runner, manager, providers, agent, feed, logger, metrics };
+  const instance = createInstance({
+    db,
+    instance: "bench",
+    role: "all",
+    providers,
+    logger,
+    bus: createLocalBus(),
+    runner: {
+      concurrency: jobs,
+      leaseMs: 120_000,
+      cancelAckMs: 10_000,
+      claimPollMs: 50,
+      maxAttempts: 3,
+      cancelPollMs: 2_000,
+    },
+    webhooks: { retryBaseMs: 5_000, allowHttp: true, allowPrivate: true },
+    defaultMetrics: false,
+  });
+  await instance.start();
+  const runner = instance.runner as Runner;
+  const { manager, feed, metrics } = instance;
+  return { runner, manager, providers, agent, feed, logger, metrics, instance };
 }
 
 export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
@@ -156,7 +165,11 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
   if (gc === undefined) throw new Error("run with node --expose-gc");
   const server = await startStreamServer();
   const { database, drop } = await benchDatabase();
-  const { runner, providers, agent } = await startBenchRunner(database.db, server.url, jobs);
+  const { runner, providers, agent, instance } = await startBenchRunner(
+    database.db,
+    server.url,
+    jobs,
+  );
 
   const submit = async (tag: string) => {
     const ids: { id: string; model: string }[] = [];
@@ -216,7 +229,7 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
       heapPerExecutionKb: (loaded.heapUsed - base.heapUsed) / jobs / 1024,
     };
   } finally {
-    await runner.stop(0);
+    await instance.stop(0);
     await providers.close();
     await agent.close();
     await drop();

@@ -102,7 +102,7 @@ export async function httpBench(
   const fake = await startStreamServer();
   const { database, drop } = await benchDatabase();
   const parts = await startBenchRunner(database.db, fake.url, jobs);
-  const { runner, providers, agent } = parts;
+  const { providers, agent, instance } = parts;
   const { call, client, server } = await startBenchApi(database, parts);
   const submit = (model: string) =>
     call("POST", "/jobs", {
@@ -132,7 +132,7 @@ export async function httpBench(
 
     // 2. Submit rate, with GET /jobs/:id measured under that load. The runner is
     // stopped first: the figure is the API's and the store's, not the runner's.
-    await runner.stop(0);
+    await instance.stop(0);
     const probe = (await submit("probe")).id;
     let submitting = true;
     const gets: number[] = [];
@@ -163,7 +163,7 @@ export async function httpBench(
       getDuringLoad: summarize(gets),
     };
   } finally {
-    await runner.stop(0);
+    await instance.stop(0);
     await new Promise((resolve) => server.close(resolve));
     await client.close();
     await providers.close();

@@ -101,7 +101,7 @@ export async function remoteBench(jobs = 200): Promise<RemoteBenchResult> {
     }
     return result;
   } finally {
-    await parts.runner.stop(0);
+    await parts.instance.stop(0);
     await new Promise((resolve) => server.close(resolve));
     await client.close();
     await parts.providers.close();

@@ -70,6 +70,12 @@ const chainIds = z.preprocess(
     }),
 );
 
+/** `true` / `false`, or unset (undefined: the default depends on NODE_ENV). */
+const bool = z.preprocess(
+  blankToUndefined,
+  z.enum(["true", "false"], { error: "must be true or false" }).optional(),
+);
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 const schema = z.object({
@@ -105,9 +111,21 @@ const schema = z.object({
   RATE_LIMIT_SIGNIN: int(30, 0, 1_000_000),
   RATE_LIMIT_SUBMIT: int(600, 0, 1_000_000),
   RATE_LIMIT_CANCEL: int(1_200, 0, 1_000_000),
+  WEBHOOK_RETRY_BASE_MS: int(5_000, 1, 3_600_000),
+  WEBHOOK_ALLOW_HTTP: bool,
+  WEBHOOK_ALLOW_PRIVATE: bool,
 });
 
 export type Role = "all" | "api" | "runner";
+
+export interface WebhookConfig {
+  /** The first retry's delay (WEBHOOK_RETRY_BASE_MS); each next one doubles, with jitter. */
+  retryBaseMs: number;
+  /** Plain http URLs (WEBHOOK_ALLOW_HTTP; the default outside production). */
+  allowHttp: boolean;
+  /** Private, loopback and link-local addresses (WEBHOOK_ALLOW_PRIVATE; the default outside production). */
+  allowPrivate: boolean;
+}
 
 export interface Config {
   env: "development" | "production" | "test";
@@ -145,6 +163,8 @@ export interface Config {
    * reach other instances by the CANCEL_POLL_MS poll alone.
    */
   listenNotify: boolean;
+  /** Webhook delivery (SPEC.md section 3, Webhooks). */
+  webhooks: WebhookConfig;
   /** Running on fly.io (FLY_MACHINE_ID set): its proxy's Fly-Client-IP header can be trusted. */
   onFly: boolean;
 }
@@ -220,6 +240,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       signIn: e.RATE_LIMIT_SIGNIN,
       submit: e.RATE_LIMIT_SUBMIT,
       cancel: e.RATE_LIMIT_CANCEL,
+    },
+    webhooks: {
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+      allowHttp:
+        (e.WEBHOOK_ALLOW_HTTP ?? (e.NODE_ENV === "production" ? "false" : "true")) === "true",
+      allowPrivate:
+        (e.WEBHOOK_ALLOW_PRIVATE ?? (e.NODE_ENV === "production" ? "false" : "true")) === "true",
     },
     onFly: e.FLY_MACHINE_ID !== undefined,
     listenNotify: e.LISTEN_NOTIFY === "on",

@@ -15,9 +15,15 @@ export interface Metrics {
   remoteStops: Counter<"provider" | "outcome">;
   remoteStopSeconds: Histogram<"provider">;
   gpuSeconds: Counter<"provider" | "outcome">;
+  webhookDeliveries: Counter<"outcome">;
 }
 
-export function createMetrics(options: { runningJobs: () => number; defaults?: boolean }): Metrics {
+export function createMetrics(options: {
+  runningJobs: () => number;
+  /** Webhook events still to deliver, read at scrape time (the gauge is absent without it). */
+  webhookBacklog?: () => Promise<number>;
+  defaults?: boolean;
+}): Metrics {
   const registry = new Registry();
   if (options.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: "quench_" });
   const runningJobs = options.runningJobs;
@@ -29,6 +35,17 @@ export function createMetrics(options: { runningJobs: () => number; defaults?: b
       this.set(runningJobs());
     },
   });
+  const backlog = options.webhookBacklog;
+  if (backlog !== undefined) {
+    new Gauge({
+      name: "quench_webhook_backlog",
+      help: "Webhook events not yet delivered (pending, retries included), across the cluster.",
+      registers: [registry],
+      async collect() {
+        this.set(await backlog().catch(() => Number.NaN));
+      },
+    });
+  }
   return {
     registry,
     jobsSubmitted: new Counter({
@@ -83,6 +100,12 @@ export function createMetrics(options: { runningJobs: () => number; defaults?: b
       help: "From the provider's cancel call to its status showing the remote work ended.",
       labelNames: ["provider"],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    webhookDeliveries: new Counter({
+      name: "quench_webhook_deliveries_total",
+      help: "Webhook delivery attempts by outcome (delivered, retry, gave_up after 24 h, gone: the receiver answered 410).",
+      labelNames: ["outcome"],
       registers: [registry],
     }),
   };

@@ -5,12 +5,23 @@
  * Where a change touches executions or writes an audit event, they share
  * its transaction: the trail never records a change that did not happen.
  */
-import { and, asc, eq, inArray, isNotNull, isNull, notInArray, or, sql } from "drizzle-orm";
+import {
+  and,
+  asc,
+  eq,
+  inArray,
+  isNotNull,
+  isNull,
+  notInArray,
+  or,
+  type SQL,
+  sql,
+} from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
-import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
+import { resetRunningExecutions } from "./executions.js";
 import { type JobWithExecutions, withExecutions } from "./jobs.js";
-import { type ErrorInfo, executions, type JobRow, jobs } from "./schema.js";
+import { jobs } from "./schema.js";
 import { type JobStatus, jobStatusesInto } from "./statuses.js";
 
 function jobGuard(to: JobStatus) {
@@ -27,19 +38,6 @@ export const UNCLAIMED = {
 } as const;
 
 const msInterval = (ms: unknown) => sql`(${ms} * interval '1 millisecond')`;
-
-/**
- * Locks the job's row for the rest of the transaction and reads its status:
- * a concurrent transition waits, then re-checks its guard against ours.
- */
-async function lockJob(tx: Db, jobId: string): Promise<{ status: JobStatus } | undefined> {
-  const [row] = await tx
-    .select({ status: jobs.status })
-    .from(jobs)
-    .where(eq(jobs.id, jobId))
-    .for("update");
-  return row;
-}
 
 /**
  * queued → running for up to `limit` of the oldest queued jobs, skipping
@@ -111,167 +109,32 @@ export async function claimJobs(
   return withExecutions(db, claimed);
 }
 
-export type CancelOutcome =
-  | {
-      outcome: "cancelled";
-      previousStatus: JobStatus;
-      executionsCancelled: number;
-      job: JobRow;
-    }
-  | { outcome: "not_found" }
-  | { outcome: "not_cancellable"; status: JobStatus };
+/** Who may move a running job on: its holder, or a reaper once the lease lapsed. */
+export type EndGuard = { holder: string } | { lapsedLease: true };
 
-/**
- * queued | running → cancelled, with its pending and running executions.
- * A queued job had no work to stop: it is marked stopped at once. A running
- * one gets `stopped_at` when its runner reports every execution settled; its
- * holder keeps the lease while it stops the work, so a holder that dies
- * before reporting is noticed (the reaper then records the stop).
- */
-export async function cancelJob(
-  db: Db,
-  jobId: string,
-  request: { actor: string; reason?: string | null },
-): Promise<CancelOutcome> {
-  return db.transaction(async (tx): Promise<CancelOutcome> => {
-    const current = await lockJob(tx, jobId);
-    if (current === undefined) return { outcome: "not_found" };
-    const [job] = await tx
-      .update(jobs)
-      .set({
-        status: "cancelled",
-        cancelledAt: sql`now()`,
-        cancelledBy: request.actor,
-        cancelReason: request.reason ?? null,
-        finishedAt: sql`now()`,
-        stoppedAt: current.status === "queued" ? sql`now()` : null,
-      })
-      .where(and(eq(jobs.id, jobId), jobGuard("cancelled")))
-      .returning();
-    if (job === undefined) return { outcome: "not_cancellable", status: current.status };
-    const cancelled = await cancelActiveExecutions(tx, jobId, {
-      code: "cancelled",
-      message: "the job was cancelled",
-    });
-    await appendEvent(tx, {
-      jobId,
-      type: "cancel_requested",
-      actor: request.actor,
-      data: {
-        reason: request.reason ?? null,
-        previous_status: current.status,
-        executions_cancelled: cancelled,
-      },
-    });
-    if (current.status === "queued") {
-      await appendEvent(tx, {
-        jobId,
-        type: "stopped",
-        actor: request.actor,
-        data: { cancel_to_stop_ms: 0 },
-      });
-    }
-    return {
-      outcome: "cancelled",
-      previousStatus: current.status,
-      executionsCancelled: cancelled,
-      job,
-    };
-  });
-}
-
-export type FinishOutcome =
-  | { ok: true; status: "completed" | "partial" | "failed" }
-  | { ok: false; reason: "not_found" | "executions_active" }
-  | { ok: false; reason: "not_running"; status: JobStatus };
-
-/**
- * running → completed | partial | failed by SPEC.md section 2: completed if
- * every execution completed, partial if some completed and some failed or
- * were skipped, failed if none completed. Refused while an execution is
- * still pending or running, and once the job left running (a cancel or a
- * timeout won the race: its status stands).
- */
-export async function finishJob(db: Db, jobId: string, actor: string): Promise<FinishOutcome> {
-  return db.transaction(async (tx): Promise<FinishOutcome> => {
-    const current = await lockJob(tx, jobId);
-    if (current === undefined) return { ok: false, reason: "not_found" };
-    if (current.status !== "running") {
-      return { ok: false, reason: "not_running", status: current.status };
-    }
-    const states = await tx
-      .select({ status: executions.status })
-      .from(executions)
-      .where(eq(executions.jobId, jobId));
-    if (states.some((s) => s.status === "pending" || s.status === "running")) {
-      return { ok: false, reason: "executions_active" };
-    }
-    const completed = states.filter((s) => s.status === "completed").length;
-    const status = completed === states.length ? "completed" : completed > 0 ? "partial" : "failed";
-    const error: ErrorInfo | null =
-      status === "failed"
-        ? { code: "executions_failed", message: "no execution of the job completed" }
-        : null;
-    const [row] = await tx
-      .update(jobs)
-      .set({ status, finishedAt: sql`now()`, leaseExpiresAt: null, error })
-      .where(and(eq(jobs.id, jobId), jobGuard(status)))
-      .returning({ status: jobs.status });
-    if (row === undefined) return { ok: false, reason: "not_running", status: current.status };
-    await appendEvent(tx, {
-      jobId,
-      type: "finished",
-      actor,
-      data: { status, completed, executions: states.length },
-    });
-    return { ok: true, status };
-  });
-}
-
-/**
- * running → timed_out: the job's deadline passed. Its pending and running
- * executions become cancelled with error `timed_out` (output already received
- * is kept by the runner as partial).
- */
-const timedOut: ErrorInfo = { code: "timed_out", message: "the job's deadline passed" };
-
-export async function timeOutJob(db: Db, jobId: string, actor: string): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(jobs)
-      .set({
-        status: "timed_out",
-        finishedAt: sql`now()`,
-        leaseExpiresAt: null,
-        error: timedOut,
-      })
-      .where(and(eq(jobs.id, jobId), jobGuard("timed_out")))
-      .returning({ id: jobs.id });
-    if (row === undefined) return false;
-    const stopped = await cancelActiveExecutions(tx, jobId, timedOut);
-    await appendEvent(tx, {
-      jobId,
-      type: "timed_out",
-      actor,
-      data: { executions_stopped: stopped },
-    });
-    return true;
-  });
+export function holds(guard: EndGuard): SQL {
+  return "holder" in guard
+    ? (and(eq(jobs.status, "running"), eq(jobs.instance, guard.holder)) as SQL)
+    : (and(eq(jobs.status, "running"), sql`${jobs.leaseExpiresAt} < now()`) as SQL);
 }
 
 /**
  * running → queued: the job's runner died or shut down before it finished.
- * Only the holder (`instance`) can requeue; its running executions go back
- * to pending, their partial results dropped, to run again from the start.
+ * Only the holder (`instance`) can requeue, or a reaper once the lease lapsed
+ * (`guard`); its running executions go back to pending, their partial results
+ * dropped, to run again from the start.
  */
 export async function requeueJob(
   db: Db,
   jobId: string,
   requeue: {
+    /** The actor; also the holder the update requires unless `guard` says otherwise. */
     instance: string;
     cause: string;
     /** False for a shutdown: the claim is given back, so it does not count towards MAX_ATTEMPTS. */
     countAttempt?: boolean;
+    guard?: EndGuard;
+    data?: Record<string, unknown>;
   },
 ): Promise<boolean> {
   return db.transaction(async (tx) => {
@@ -283,7 +146,13 @@ export async function requeueJob(
           ? { attempt: sql`greatest(${jobs.attempt} - 1, 0)` }
           : {}),
       })
-      .where(and(eq(jobs.id, jobId), eq(jobs.instance, requeue.instance), jobGuard("queued")))
+      .where(
+        and(
+          eq(jobs.id, jobId),
+          holds(requeue.guard ?? { holder: requeue.instance }),
+          jobGuard("queued"),
+        ),
+      )
       .returning({ attempt: jobs.attempt });
     if (row === undefined) return false;
     await resetRunningExecutions(tx, jobId);
@@ -291,44 +160,10 @@ export async function requeueJob(
       jobId,
       type: "requeued",
       actor: requeue.instance,
-      data: { cause: requeue.cause, attempt: row.attempt },
+      data: { cause: requeue.cause, attempt: row.attempt, ...requeue.data },
     });
     return true;
   });
-}
-
-/**
- * The stop acknowledgement of a cancelled job: every execution has settled
- * (sockets closed, processes gone). Sets `stopped_at` once and records the
- * `stopped` event with `cancel_to_stop_ms`, both on the database clock.
- * Undefined if the job is not cancelled or was already marked stopped.
- */
-export async function markStopped(
-  db: Db,
-  jobId: string,
-  actor: string,
-): Promise<{ stoppedAt: Date; cancelToStopMs: number } | undefined> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(jobs)
-      .set({ stoppedAt: sql`now()`, leaseExpiresAt: null })
-      .where(and(eq(jobs.id, jobId), eq(jobs.status, "cancelled"), isNull(jobs.stoppedAt)))
-      .returning({ stoppedAt: jobs.stoppedAt, cancelledAt: jobs.cancelledAt });
-    if (row?.stoppedAt == null) return undefined;
-    const cancelToStopMs = cancelToStop({ stoppedAt: row.stoppedAt, cancelledAt: row.cancelledAt });
-    await appendEvent(tx, {
-      jobId,
-      type: "stopped",
-      actor,
-      data: { cancel_to_stop_ms: cancelToStopMs },
-    });
-    return { stoppedAt: row.stoppedAt, cancelToStopMs };
-  });
-}
-
-/** Milliseconds from a job's cancel to its recorded stop (0 when it has no cancel time). */
-export function cancelToStop(row: { stoppedAt: Date; cancelledAt: Date | null }): number {
-  return Math.max(0, row.stoppedAt.getTime() - (row.cancelledAt ?? row.stoppedAt).getTime());
 }
 
 /**
@@ -375,37 +210,4 @@ export function jobStatuses(db: Db, jobIds: string[]) {
     })
     .from(jobs)
     .where(inArray(jobs.id, jobIds));
-}
-
-/**
- * running → failed for a job its runner could not carry through (an internal
- * error, MAX_ATTEMPTS times over): its active executions are cancelled with
- * the same error. Only the holder can fail it this way.
- */
-export async function failJob(
-  db: Db,
-  jobId: string,
-  failure: { instance: string; error: ErrorInfo },
-): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(jobs)
-      .set({ status: "failed", finishedAt: sql`now()`, leaseExpiresAt: null, error: failure.error })
-      .where(and(eq(jobs.id, jobId), eq(jobs.instance, failure.instance), jobGuard("failed")))
-      .returning({ attempt: jobs.attempt });
-    if (row === undefined) return false;
-    const stopped = await cancelActiveExecutions(tx, jobId, failure.error);
-    await appendEvent(tx, {
-      jobId,
-      type: "finished",
-      actor: failure.instance,
-      data: {
-        status: "failed",
-        error: failure.error.code,
-        attempt: row.attempt,
-        executions_stopped: stopped,
-      },
-    });
-    return true;
-  });
 }

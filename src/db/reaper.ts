@@ -1,15 +1,15 @@
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
-import { appendEvent } from "./events.js";
-import { cancelActiveExecutions, resetRunningExecutions } from "./executions.js";
-import { cancelToStop, UNCLAIMED } from "./job-transitions.js";
+import { failJob, markStopped, type Stop } from "./job-endings.js";
+import { requeueJob } from "./job-transitions.js";
+import { rowsOf } from "./rows.js";
 import { jobs } from "./schema.js";
 
 export interface Reaped {
   requeued: string[];
   failed: string[];
   /** Cancelled jobs whose holder died before reporting the stop: marked stopped now. */
-  stopped: string[];
+  stopped: Array<{ jobId: string } & Stop>;
 }
 
 /**
@@ -58,47 +58,23 @@ export async function reapExpiredLeases(
       };
       const forgiven = within(job.leaseExpiresAt, forgive);
       if (job.attempt >= reap.maxAttempts && !forgiven) {
-        const [row] = await tx
-          .update(jobs)
-          .set({ status: "failed", finishedAt: sql`now()`, leaseExpiresAt: null, error: lost })
-          .where(and(eq(jobs.id, job.id), lapsed))
-          .returning({ id: jobs.id });
-        if (row === undefined) continue;
-        await cancelActiveExecutions(tx, job.id, lost);
-        await appendEvent(tx, {
-          jobId: job.id,
-          type: "finished",
+        const failed = await failJob(tx, job.id, {
           actor: reap.actor,
-          data: {
-            status: "failed",
-            error: "runner_lost",
-            attempt: job.attempt,
-            lost_instance: job.instance,
-          },
+          guard: { lapsedLease: true },
+          error: lost,
+          data: { lost_instance: job.instance },
         });
-        reaped.failed.push(job.id);
+        if (failed) reaped.failed.push(job.id);
         continue;
       }
-      const [row] = await tx
-        .update(jobs)
-        .set({
-          ...UNCLAIMED,
-          ...(forgiven ? { attempt: sql`greatest(${jobs.attempt} - 1, 0)` } : {}),
-        })
-        .where(and(eq(jobs.id, job.id), lapsed))
-        .returning({ attempt: jobs.attempt });
-      if (row === undefined) continue;
-      await resetRunningExecutions(tx, job.id);
-      await appendEvent(tx, {
-        jobId: job.id,
-        type: "requeued",
-        actor: reap.actor,
-        data: {
-          cause: forgiven ? "database_outage" : "runner_lost",
-          attempt: row.attempt,
-          lost_instance: job.instance,
-        },
+      const requeued = await requeueJob(tx, job.id, {
+        instance: reap.actor,
+        guard: { lapsedLease: true },
+        cause: forgiven ? "database_outage" : "runner_lost",
+        countAttempt: !forgiven,
+        data: { lost_instance: job.instance },
       });
+      if (!requeued) continue;
       reaped.requeued.push(job.id);
     }
     reaped.stopped = await markLostStops(tx, reap.actor, reap.limit ?? 100);
@@ -113,10 +89,7 @@ export interface OutageSpan {
 }
 
 async function databaseNow(tx: Db): Promise<Date> {
-  const result = await tx.execute(sql`select now() as now`);
-  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
-    now: Date | string;
-  }>;
+  const rows = await rowsOf<{ now: Date | string }>(tx, sql`select now() as now`);
   const now = rows[0]?.now;
   if (now === undefined) throw new Error("select now() returned no row");
   return new Date(now);
@@ -161,45 +134,30 @@ export function createOutageMemory(graceMs: number) {
 /**
  * A cancelled job's holder keeps its lease until it reports the stop; if the
  * lease lapsed first, the holder died (or was cut off, and fenced itself by
- * the lapse), so the work has stopped: record it now. `cancel_to_stop_ms` is
- * then an upper bound, and the event says why.
+ * the lapse), so the work has stopped: record it now.
  */
-async function markLostStops(tx: Db, actor: string, limit: number): Promise<string[]> {
-  const lapsed = and(
-    eq(jobs.status, "cancelled"),
-    isNull(jobs.stoppedAt),
-    sql`${jobs.leaseExpiresAt} < now()`,
-  );
+async function markLostStops(
+  tx: Db,
+  actor: string,
+  limit: number,
+): Promise<Array<{ jobId: string } & Stop>> {
   const lost = await tx
     .select({ id: jobs.id })
     .from(jobs)
-    .where(lapsed)
+    .where(
+      and(
+        eq(jobs.status, "cancelled"),
+        isNull(jobs.stoppedAt),
+        sql`${jobs.leaseExpiresAt} < now()`,
+      ),
+    )
     .orderBy(asc(jobs.leaseExpiresAt))
     .limit(limit)
     .for("update", { skipLocked: true });
-  const stopped: string[] = [];
+  const stopped: Array<{ jobId: string } & Stop> = [];
   for (const { id } of lost) {
-    const [row] = await tx
-      .update(jobs)
-      .set({ stoppedAt: sql`now()`, leaseExpiresAt: null })
-      .where(and(eq(jobs.id, id), lapsed))
-      .returning({
-        stoppedAt: jobs.stoppedAt,
-        cancelledAt: jobs.cancelledAt,
-        instance: jobs.instance,
-      });
-    if (row?.stoppedAt == null) continue;
-    await appendEvent(tx, {
-      jobId: id,
-      type: "stopped",
-      actor,
-      data: {
-        cancel_to_stop_ms: cancelToStop({ stoppedAt: row.stoppedAt, cancelledAt: row.cancelledAt }),
-        runner_lost: true,
-        lost_instance: row.instance,
-      },
-    });
-    stopped.push(id);
+    const stop = await markStopped(tx, id, { actor, lapsedLease: true });
+    if (stop !== undefined) stopped.push({ jobId: id, ...stop });
   }
   return stopped;
 }

@@ -65,6 +65,10 @@ export const jobs = pgTable(
     leaseExpiresAt: tz("lease_expires_at"),
     error: jsonb("error").$type<ErrorInfo>(),
     metadata: jsonb("metadata").$type<Record<string, unknown>>().notNull().default({}),
+    /** The stopped job this one continues (SPEC.md section 3, resume). */
+    resumedFrom: uuid("resumed_from"),
+    /** The job that continues this one; set once (a job is resumed at most once). */
+    resumedBy: uuid("resumed_by"),
   },
   (t) => [
     check("jobs_status_check", sql.raw(`status in (${sqlList(JOB_STATUSES)})`)),
@@ -112,6 +116,8 @@ export const executions = pgTable(
     remoteStop: jsonb("remote_stop").$type<RemoteStopRecord>(),
     /** GPU time the execution used, and its cost (SPEC.md section 3, `usage`); null until it ended. */
     usage: jsonb("usage").$type<UsageRecord>(),
+    /** Copied, completed, from the job this one resumes: never run again. */
+    resumed: boolean("resumed").notNull().default(false),
   },
   (t) => [
     check("executions_status_check", sql.raw(`status in (${sqlList(EXECUTION_STATUSES)})`)),
@@ -173,6 +179,82 @@ export const rateLimits = pgTable(
   (t) => [index("rate_limits_expire_idx").on(t.expire)],
 );
 
+/** Where a principal asked to be told of its jobs' ends (SPEC.md section 3, Webhooks). */
+export const webhooks = pgTable(
+  "webhooks",
+  {
+    id: uuid("id").primaryKey(),
+    /** Whose jobs it covers; null (jobs:admin only) for every job. */
+    owner: text("owner"),
+    /** The principal that registered it: it alone (or an admin) sees and deletes it. */
+    createdBy: text("created_by").notNull(),
+    url: text("url").notNull(),
+    events: jsonb("events").$type<string[]>().notNull(),
+    secret: text("secret").notNull(),
+    createdAt: tz("created_at").notNull().defaultNow(),
+    /** Set by DELETE or by a receiver's 410: nothing more is sent to it. */
+    disabledAt: tz("disabled_at"),
+  },
+  (t) => [index("webhooks_owner_idx").on(t.owner).where(sql`disabled_at is null`)],
+);
+
+/**
+ * The outbox: one row per event and webhook, written in the transaction of
+ * the state change it announces. Any instance claims due rows (`FOR UPDATE
+ * SKIP LOCKED`, pushing `next_attempt_at` past the attempt's timeout as a
+ * claim lease), so a crash mid-delivery only delays the next attempt.
+ */
+export const webhookEvents = pgTable(
+  "webhook_events",
+  {
+    /** The Standard Webhooks `webhook-id`: the same across the event's retries. */
+    id: text("id").primaryKey(),
+    webhookId: uuid("webhook_id")
+      .notNull()
+      .references(() => webhooks.id, { onDelete: "cascade" }),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    type: text("type").notNull(),
+    /** Facts of the change that the job object does not hold (`cancel_to_stop_ms`). */
+    extra: jsonb("extra").$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: tz("created_at").notNull().defaultNow(),
+    /** The body, frozen at the first attempt so every retry sends the same bytes. */
+    body: text("body"),
+    state: text("state").$type<"pending" | "delivered" | "failed">().notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: tz("next_attempt_at").notNull().defaultNow(),
+  },
+  (t) => [
+    check("webhook_events_state_check", sql`${t.state} in ('pending', 'delivered', 'failed')`),
+    index("webhook_events_due_idx").on(t.nextAttemptAt).where(sql`state = 'pending'`),
+  ],
+);
+
+/** One row per delivery attempt (`GET /webhooks/:id/deliveries`). */
+export const webhookAttempts = pgTable(
+  "webhook_attempts",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    eventId: text("event_id")
+      .notNull()
+      .references(() => webhookEvents.id, { onDelete: "cascade" }),
+    webhookId: uuid("webhook_id")
+      .notNull()
+      .references(() => webhooks.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    /** The receiver's status; null when it did not answer (timeout, refused, unsafe address). */
+    statusCode: integer("status_code"),
+    error: text("error"),
+    at: tz("at").notNull().defaultNow(),
+    deliveredAt: tz("delivered_at"),
+    nextAttemptAt: tz("next_attempt_at"),
+  },
+  (t) => [index("webhook_attempts_webhook_idx").on(t.webhookId, t.id.desc())],
+);
+
 export type JobRow = typeof jobs.$inferSelect;
 export type ExecutionRow = typeof executions.$inferSelect;
 export type JobEventRow = typeof jobEvents.$inferSelect;
+export type WebhookRow = typeof webhooks.$inferSelect;
+export type WebhookEventRow = typeof webhookEvents.$inferSelect;

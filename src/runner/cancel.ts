@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "../db/connection.js";
-import { cancelJob as cancelInStore } from "../db/job-transitions.js";
+import { cancelJob as cancelInStore } from "../db/job-endings.js";
 import { getStoppedAt } from "../db/jobs.js";
 import type { JobStatus } from "../db/statuses.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import { CancelCause } from "../providers/causes.js";
 import type { CancelBus } from "./bus.js";
 import type { JobContextManager } from "./job-context-manager.js";
+import type { JobEndings } from "./job-ended.js";
 import type { StopAck, StopAcks } from "./stop-acks.js";
 
 export type CancelResult =
@@ -30,6 +31,7 @@ export interface CancelServiceDeps {
   manager: JobContextManager;
   bus: CancelBus;
   acks: StopAcks;
+  endings: JobEndings;
   /** How long a cancel waits for the runner's stop acknowledgement (CANCEL_ACK_MS). */
   ackMs: number;
 }
@@ -97,8 +99,17 @@ export function createCancelService(deps: CancelServiceDeps) {
         executionsCancelled: outcome.executionsCancelled,
         cancelledAt: outcome.job.cancelledAt ?? new Date(),
       };
+      deps.endings.ended({ kind: "ended", jobId, status: "cancelled" });
       if (outcome.previousStatus === "queued") {
-        return { ...base, contextCancelled: false, stoppedAt: outcome.job.stoppedAt };
+        const stoppedAt = outcome.job.stoppedAt ?? base.cancelledAt;
+        deps.endings.ended({
+          kind: "stopped",
+          jobId,
+          stop: { stoppedAt, cancelToStopMs: 0 },
+          by: "queued",
+          contextAborted: false,
+        });
+        return { ...base, contextCancelled: false, stoppedAt };
       }
       if (!heldHere) {
         // Remembered briefly if the runner here claimed the job but has not registered it yet.

@@ -9,6 +9,7 @@ import type { Metrics } from "../metrics.js";
 import { ProviderError } from "../providers/errors.js";
 import { runWithPolicies } from "../providers/policy.js";
 import type { ProviderRegistry } from "../providers/registry.js";
+import type { JobEndings } from "./job-ended.js";
 import type { JobFeed } from "./job-feed.js";
 import type { RemoteStops } from "./remote-stops.js";
 import { usageOf } from "./usage.js";
@@ -21,6 +22,8 @@ export interface RunnerEnv {
   feed: JobFeed;
   logger: Logger;
   metrics: Metrics;
+  /** Where the runner announces each job's end (metrics, feed, acks and webhooks listen). */
+  endings: JobEndings;
   /** Records remote-queue stops once the provider answered; the runner makes one if not given. */
   remoteStops?: RemoteStops;
 }

@@ -8,14 +8,8 @@ import {
 } from "../context/context.js";
 import { appendEvent } from "../db/events.js";
 import { recordPartialOutput, skipExecution } from "../db/executions.js";
-import {
-  failJob,
-  finishJob,
-  jobStatuses,
-  markStopped,
-  requeueJob,
-  timeOutJob,
-} from "../db/job-transitions.js";
+import { failJob, finishJob, markStopped, timeOutJob } from "../db/job-endings.js";
+import { jobStatuses, requeueJob } from "../db/job-transitions.js";
 import type { JobWithExecutions } from "../db/jobs.js";
 import {
   isDatabaseUnavailable,
@@ -24,20 +18,16 @@ import {
 } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import { CancelCause, isCause } from "../providers/causes.js";
-import type { CancelBus } from "./bus.js";
 import { type DagNode, nextStep, stuck } from "./dag.js";
 import { type RunnerEnv, runExecution } from "./execute.js";
 import type { JobContextManager } from "./job-context-manager.js";
-import type { StopAcks } from "./stop-acks.js";
 
 export interface JobRunDeps extends RunnerEnv {
   manager: JobContextManager;
-  bus: CancelBus;
   /** Claims of one job before a run that fails internally fails it for good (MAX_ATTEMPTS). */
   maxAttempts: number;
   /** LEASE_MS: bounds how long the job's closing writes retry through a database outage. */
   leaseMs: number;
-  acks: StopAcks;
   /** The runner's root context: cancelled only if the runner is torn down. */
   root: Context;
 }
@@ -81,7 +71,8 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
       const message = err instanceof Error ? err.message.slice(0, 300) : String(err);
       const handled = await (exhausted
         ? failJob(deps.db, job.id, {
-            instance: deps.instance,
+            actor: deps.instance,
+            guard: { holder: deps.instance },
             error: {
               code: "runner_error",
               message: `failed on attempt ${job.attempt}: ${message}`,
@@ -90,10 +81,8 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
         : requeueJob(deps.db, job.id, { instance: deps.instance, cause: "runner_error" })
       ).catch(() => false);
       if (!handled) log.warn("could not record the failure; the job's lease will lapse instead");
-      else if (exhausted) {
-        deps.metrics.jobsFinished.inc({ status: "failed" });
-        deps.feed.publish({ type: "end", jobId: job.id, status: "failed" });
-      } else deps.feed.publish({ type: "job", jobId: job.id, status: "queued" });
+      else if (exhausted) deps.endings.ended({ kind: "ended", jobId: job.id, status: "failed" });
+      else deps.feed.publish({ type: "job", jobId: job.id, status: "queued" });
     } else {
       log.error({ err }, "job could not be started on this instance");
     }
@@ -206,10 +195,13 @@ async function giveBack(deps: JobRunDeps, jobId: string, cause: string): Promise
 }
 
 /**
- * Writes the job's outcome once every execution has settled. Each write
- * retries through a brief database outage (they are guarded, so a retry
- * after a commit whose answer was lost changes nothing): a finished job's
- * results and a cancelled job's stop report are not lost to a blip.
+ * Writes the job's outcome once every execution has settled: first what the
+ * outcome is (from the context's cause and the race with other endings),
+ * then one guarded transition from src/db/job-endings.ts, then one
+ * `jobEnded` notice. Each write retries through a brief database outage
+ * (they are guarded, so a retry after a commit whose answer was lost
+ * changes nothing): a finished job's results and a cancelled job's stop
+ * report are not lost to a blip.
  */
 async function conclude(
   deps: JobRunDeps,
@@ -219,7 +211,7 @@ async function conclude(
   partials: Map<string, unknown>,
   log: Logger,
 ): Promise<void> {
-  const { db, instance, feed } = deps;
+  const { db, instance, feed, endings } = deps;
   const durable = <T>(write: () => Promise<T>) => retryWhileUnavailable(write, deps.leaseMs / 2);
   const why = jobCtx.err === undefined ? undefined : cause(jobCtx);
   const keepPartials = async () => {
@@ -227,18 +219,9 @@ async function conclude(
   };
   const stopped = async (contextAborted: boolean) => {
     await keepPartials();
-    const mark = await durable(() => markStopped(db, job.id, instance));
-    if (mark) {
-      // Counted where the stop is recorded: once per job, whichever instance ran it.
-      deps.metrics.jobsFinished.inc({ status: "cancelled" });
-      deps.metrics.cancelToStop.observe(mark.cancelToStopMs / 1000);
-    }
-    feed.publish({ type: "end", jobId: job.id, status: "cancelled" });
-    const ack = { stoppedAt: mark?.stoppedAt ?? null, contextAborted };
-    deps.acks.resolve(job.id, ack);
-    // The cancel may have been taken by another instance: tell it too.
-    void deps.bus.publishStopped(job.id, ack);
-    if (mark) log.info({ cancel_to_stop_ms: mark.cancelToStopMs }, "job stopped");
+    const stop = (await durable(() => markStopped(db, job.id, { actor: instance }))) ?? null;
+    endings.ended({ kind: "stopped", jobId: job.id, stop, by: "runner", contextAborted });
+    if (stop) log.info({ cancel_to_stop_ms: stop.cancelToStopMs }, "job stopped");
   };
 
   if (isCause(why, "cancelled")) {
@@ -277,8 +260,7 @@ async function conclude(
   if (runCtx.err === DeadlineExceeded) {
     if (await durable(() => timeOutJob(db, job.id, instance))) {
       await keepPartials();
-      deps.metrics.jobsFinished.inc({ status: "timed_out" });
-      feed.publish({ type: "end", jobId: job.id, status: "timed_out" });
+      endings.ended({ kind: "ended", jobId: job.id, status: "timed_out" });
       log.info("job timed out");
     } else {
       await stopped(false);
@@ -287,8 +269,7 @@ async function conclude(
   }
   const finished = await durable(() => finishJob(db, job.id, instance));
   if (finished.ok) {
-    deps.metrics.jobsFinished.inc({ status: finished.status });
-    feed.publish({ type: "end", jobId: job.id, status: finished.status });
+    endings.ended({ kind: "ended", jobId: job.id, status: finished.status });
     log.info({ status: finished.status }, "job finished");
   } else if (finished.reason === "not_running" && finished.status === "cancelled") {
     await stopped(false); // the cancel won the race against the last execution

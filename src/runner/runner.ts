@@ -3,6 +3,7 @@ import { claimJobs, jobStatuses, renewLeases, requeueJob } from "../db/job-trans
 import type { JobWithExecutions } from "../db/jobs.js";
 import { isDatabaseUnavailable, unavailableCode } from "../db/unavailable.js";
 import { CancelCause } from "../providers/causes.js";
+import { createWakeup } from "../wakeup.js";
 import type { CancelBus } from "./bus.js";
 import { type CancelService, createCancelService } from "./cancel.js";
 import type { RunnerEnv } from "./execute.js";
@@ -59,34 +60,6 @@ export interface Runner {
   liveContexts(): number;
 }
 
-/** A wake-up that is never lost: a notify before the wait makes the next wait return at once. */
-function createWakeup() {
-  let pending = false;
-  let wake: (() => void) | undefined;
-  return {
-    notify() {
-      pending = true;
-      wake?.();
-    },
-    wait(ms: number): Promise<void> {
-      if (pending) {
-        pending = false;
-        return Promise.resolve();
-      }
-      return new Promise((resolve) => {
-        const timer = setTimeout(done, ms);
-        function done() {
-          clearTimeout(timer);
-          wake = undefined;
-          pending = false;
-          resolve();
-        }
-        wake = done;
-      });
-    },
-  };
-}
-
 /** How soon a lease renewal that failed on an unreachable database is tried again. */
 const RENEW_RETRY_MS = 250;
 
@@ -129,6 +102,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     manager: deps.manager,
     bus: deps.bus,
     acks: deps.acks,
+    endings: deps.endings,
     ackMs: options.cancelAckMs,
   });
 

@@ -5,11 +5,11 @@ import { finishExecution, startExecution } from "../../src/db/executions.js";
 import {
   type CancelOutcome,
   cancelJob,
-  claimJobs,
   type FinishOutcome,
   finishJob,
   timeOutJob,
-} from "../../src/db/job-transitions.js";
+} from "../../src/db/job-endings.js";
+import { claimJobs } from "../../src/db/job-transitions.js";
 import { insertJob } from "../../src/db/jobs.js";
 import { TERMINAL_JOB_STATUSES } from "../../src/db/statuses.js";
 import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";

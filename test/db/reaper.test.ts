@@ -3,11 +3,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { startExecution } from "../../src/db/executions.js";
-import {
-  cancelJob as cancelInStore,
-  markStopped,
-  renewLeases,
-} from "../../src/db/job-transitions.js";
+import { cancelJob as cancelInStore, markStopped } from "../../src/db/job-endings.js";
+import { renewLeases } from "../../src/db/job-transitions.js";
 import { createOutageMemory, reapExpiredLeases } from "../../src/db/reaper.js";
 import { jobs } from "../../src/db/schema.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
@@ -137,7 +134,7 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
     expect(await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).toEqual({
       requeued: [],
       failed: [],
-      stopped: [job.id],
+      stopped: [{ jobId: job.id, stoppedAt: expect.any(Date), cancelToStopMs: expect.any(Number) }],
     });
     const after = await reload(db, job.id);
     expect(after).toMatchObject({ status: "cancelled", leaseExpiresAt: null });
@@ -150,14 +147,14 @@ describe.each(DRIVERS)("reaping lapsed leases on %s", (driver) => {
     });
     // Reaped once; a late report from the holder changes nothing.
     expect((await reapExpiredLeases(db, { actor: "reaper", maxAttempts: 3 })).stopped).toEqual([]);
-    expect(await markStopped(db, job.id, INSTANCE)).toBeUndefined();
+    expect(await markStopped(db, job.id, { actor: INSTANCE })).toBeUndefined();
   });
 
   it("a reported stop ends the lease: nothing is left for the reaper", async () => {
     const job = await submit(db, newJob({}, ["a"]));
     await claimOnly(db, job.id);
     await cancelInStore(db, job.id, { actor: "0xabc" });
-    expect(await markStopped(db, job.id, INSTANCE)).toBeDefined();
+    expect(await markStopped(db, job.id, { actor: INSTANCE })).toBeDefined();
     expect((await reload(db, job.id)).leaseExpiresAt).toBeNull();
     expect(
       await renewLeases(db, { instance: INSTANCE, jobIds: [job.id], leaseMs: 30_000 }),

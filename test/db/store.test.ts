@@ -9,7 +9,8 @@ import {
   startExecution,
 } from "../../src/db/executions.js";
 import { IdempotencyConflictError } from "../../src/db/idempotency.js";
-import { cancelJob, claimJobs, finishJob, requeueJob } from "../../src/db/job-transitions.js";
+import { cancelJob, finishJob } from "../../src/db/job-endings.js";
+import { claimJobs, requeueJob } from "../../src/db/job-transitions.js";
 import { getJob, insertJob, listJobs } from "../../src/db/jobs.js";
 import { consumeNonce, createNonce, purgeExpiredNonces } from "../../src/db/nonces.js";
 import { executions, idempotencyKeys, jobEvents, jobs } from "../../src/db/schema.js";

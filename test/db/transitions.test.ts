@@ -1,13 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { finishExecution, skipExecution, startExecution } from "../../src/db/executions.js";
-import {
-  cancelJob,
-  claimJobs,
-  finishJob,
-  requeueJob,
-  timeOutJob,
-} from "../../src/db/job-transitions.js";
+import { cancelJob, finishJob, timeOutJob } from "../../src/db/job-endings.js";
+import { claimJobs, requeueJob } from "../../src/db/job-transitions.js";
 import type { JobWithExecutions } from "../../src/db/jobs.js";
 import {
   EXECUTION_STATUSES,

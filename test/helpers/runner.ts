@@ -1,22 +1,23 @@
 import { Agent } from "undici";
+import { createLocalBus } from "../../src/cluster/local-bus.js";
+import type { WebhookConfig } from "../../src/config.js";
 import type { Db } from "../../src/db/connection.js";
 import { insertJob, type JobWithExecutions, type NewJob } from "../../src/db/jobs.js";
-import { createMetrics, type Metrics } from "../../src/metrics.js";
+import { createInstance, type Instance } from "../../src/instance.js";
+import type { Metrics } from "../../src/metrics.js";
 import { parseProviders } from "../../src/providers/config.js";
 import { createProviderRegistry, type ProviderRegistry } from "../../src/providers/registry.js";
-import type { CancelBus } from "../../src/runner/bus.js";
-import {
-  createJobContextManager,
-  type JobContextManager,
-} from "../../src/runner/job-context-manager.js";
-import { createJobFeed, type FeedEvent, type JobFeed } from "../../src/runner/job-feed.js";
-import { createRunner, type Runner, type RunnerOptions } from "../../src/runner/runner.js";
-import { createStopAcks, type StopAcks } from "../../src/runner/stop-acks.js";
+import type { JobContextManager } from "../../src/runner/job-context-manager.js";
+import type { FeedEvent, JobFeed } from "../../src/runner/job-feed.js";
+import type { Runner, RunnerOptions } from "../../src/runner/runner.js";
+import type { StopAcks } from "../../src/runner/stop-acks.js";
 import { testLogger } from "./logs.js";
 import { withDeadline } from "./process.js";
 
 export interface RunningRunner {
   runner: Runner;
+  /** The whole instance the runner is part of (reaper, webhook loop, endings). */
+  instance: Instance;
   manager: JobContextManager;
   feed: JobFeed;
   acks: StopAcks;
@@ -28,54 +29,50 @@ export interface RunningRunner {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** A real runner on `db` with providers from raw configuration, started. */
+/** A real instance (runner, reaper, webhook loop) on `db` with providers from raw configuration, started. */
 export async function startRunner(
   db: Db,
   providersRaw: Record<string, unknown>,
-  options: Partial<RunnerOptions> & { instance?: string } = {},
+  options: Partial<RunnerOptions> & {
+    instance?: string;
+    webhooks?: Partial<WebhookConfig>;
+  } = {},
 ): Promise<RunningRunner> {
   const agent = new Agent({ keepAliveTimeout: 10_000 });
   const providers = await createProviderRegistry(parseProviders(providersRaw, {}), agent);
-  const manager = createJobContextManager();
-  const feed = createJobFeed();
-  const acks = createStopAcks();
-  const published: string[] = [];
-  const metrics = createMetrics({ runningJobs: () => manager.count(), defaults: false });
-  const bus: CancelBus = {
-    publishCancel: async (jobId) => {
-      published.push(jobId);
-    },
-    publishStopped: async () => {},
-  };
-  const runner = createRunner(
-    {
-      db,
-      instance: options.instance ?? "runner-test",
-      providers,
-      feed,
-      logger: testLogger("runner-test"),
-      metrics,
-      manager,
-      acks,
-      bus,
-    },
-    {
+  const bus = createLocalBus();
+  const name = options.instance ?? "runner-test";
+  const instance = createInstance({
+    db,
+    instance: name,
+    role: "all",
+    providers,
+    logger: testLogger(name),
+    bus,
+    runner: {
       concurrency: options.concurrency ?? 16,
       leaseMs: options.leaseMs ?? 30_000,
       cancelAckMs: options.cancelAckMs ?? 5_000,
       claimPollMs: options.claimPollMs ?? 200,
       maxAttempts: options.maxAttempts ?? 3,
+      cancelPollMs: options.cancelPollMs ?? 2_000,
     },
-  );
-  runner.start();
+    webhooks: { retryBaseMs: 5_000, allowHttp: true, allowPrivate: true, ...options.webhooks },
+    defaultMetrics: false,
+  });
+  await instance.start();
+  const runner = instance.runner;
+  if (runner === undefined) throw new Error("role all has a runner");
+  const { manager, feed, acks, metrics } = instance;
   return {
     runner,
+    instance,
     manager,
     feed,
     acks,
     providers,
     metrics,
-    published,
+    published: bus.published,
     async submit(newJob) {
       const { job } = await insertJob(db, newJob);
       const ended = endOf(feed, job.id);
@@ -83,7 +80,7 @@ export async function startRunner(
       return { job, ended };
     },
     async stop(graceMs = 0) {
-      await runner.stop(graceMs);
+      await instance.stop(graceMs);
       await providers.close();
       await agent.close();
     },

@@ -2,7 +2,8 @@ import { sql } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
-import { cancelJob as cancelInStore, claimJobs } from "../../src/db/job-transitions.js";
+import { cancelJob as cancelInStore } from "../../src/db/job-endings.js";
+import { claimJobs } from "../../src/db/job-transitions.js";
 import { localOnlyBus } from "../../src/runner/bus.js";
 import { createCancelService } from "../../src/runner/cancel.js";
 import type { FakeServer } from "../fakes/fake-server.js";
@@ -428,6 +429,7 @@ describe.each(DRIVERS)("runner on %s", (driver) => {
         manager: r.manager,
         bus: localOnlyBus,
         acks: r.acks,
+        endings: r.instance.endings,
         ackMs: 1_000,
       });
       await expect(cancelOnBrokenStore(job.id, { actor: "user" })).rejects.toThrow();

@@ -44,9 +44,6 @@ export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
       const result = await deps.cancelJob(id, { actor: principal.owner, reason }, options);
       if (!result.ok) throw refusal(result);
       deps.metrics.cancelRequests.inc({ outcome: "cancelled" });
-      // No runner records the stop of a job cancelled while queued: count it here.
-      if (result.previousStatus === "queued")
-        deps.metrics.jobsFinished.inc({ status: "cancelled" });
       return result;
     } catch (err) {
       if (err instanceof ApiError) deps.metrics.cancelRequests.inc({ outcome: err.code });

@@ -1,0 +1,209 @@
+/**
+ * The webhook outbox (SPEC.md section 3, Webhooks). `enqueueJobEvent` runs
+ * inside the transaction of the state change it announces, so an event
+ * exists exactly when its change committed. Delivery claims due rows with
+ * `FOR UPDATE SKIP LOCKED` from any instance; a claim pushes
+ * `next_attempt_at` past the attempt's timeout, so a claimer that dies
+ * mid-attempt only delays the next one.
+ */
+import { and, desc, eq, isNull, sql } from "drizzle-orm";
+import type { Db } from "./connection.js";
+import { storableJson } from "./json.js";
+import { rowsOf } from "./rows.js";
+import { webhookAttempts, webhookEvents, webhooks } from "./schema.js";
+
+/** The event types of SPEC.md section 3. */
+export const WEBHOOK_EVENT_TYPES = [
+  "job.completed",
+  "job.partial",
+  "job.failed",
+  "job.cancelled",
+  "job.timed_out",
+  "job.stopped",
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+/**
+ * One outbox row per live webhook that covers the job's owner and wants
+ * `type`, in one statement (none when nobody listens). Call it inside the
+ * transition's transaction.
+ */
+export async function enqueueJobEvent(
+  tx: Db,
+  event: { jobId: string; owner: string; type: WebhookEventType; extra?: Record<string, unknown> },
+): Promise<void> {
+  await tx.execute(sql`
+    insert into ${webhookEvents} (id, webhook_id, job_id, type, extra)
+    select 'msg_' || replace(gen_random_uuid()::text, '-', ''), w.id, ${event.jobId}, ${event.type},
+           ${JSON.stringify(storableJson(event.extra ?? {}))}::jsonb
+    from ${webhooks} w
+    where w.disabled_at is null
+      and (w.owner is null or w.owner = ${event.owner})
+      and w.events @> jsonb_build_array(${event.type}::text)`);
+}
+
+export interface ClaimedDelivery {
+  eventId: string;
+  webhookId: string;
+  jobId: string;
+  type: WebhookEventType;
+  extra: Record<string, unknown>;
+  createdAt: Date;
+  /** Null until the first attempt freezes it. */
+  body: string | null;
+  /** This attempt's number, 1 for the first. */
+  attempt: number;
+  url: string;
+  secret: string;
+}
+
+/**
+ * Claims up to `limit` due events of live webhooks, oldest due first, and
+ * holds each for `holdMs` (longer than an attempt may take): another
+ * instance takes it only if this one never reports the attempt.
+ */
+export async function claimDeliveries(
+  db: Db,
+  claim: { limit: number; holdMs: number },
+): Promise<ClaimedDelivery[]> {
+  if (claim.limit <= 0) return [];
+  const rows = await rowsOf<{
+    id: string;
+    webhook_id: string;
+    job_id: string;
+    type: WebhookEventType;
+    extra: Record<string, unknown> | string;
+    created_at: Date | string;
+    body: string | null;
+    attempts: number;
+    url: string;
+    secret: string;
+  }>(
+    db,
+    sql`
+    with due as (
+      select e.id from ${webhookEvents} e
+      where e.state = 'pending' and e.next_attempt_at <= now()
+      order by e.next_attempt_at
+      limit ${claim.limit}
+      for update skip locked
+    )
+    update ${webhookEvents} e
+    set attempts = e.attempts + 1,
+        next_attempt_at = now() + (${claim.holdMs} * interval '1 millisecond')
+    from due, ${webhooks} w
+    where e.id = due.id and w.id = e.webhook_id and w.disabled_at is null
+    returning e.id, e.webhook_id, e.job_id, e.type, e.extra, e.created_at, e.body, e.attempts,
+              w.url, w.secret`,
+  );
+  return rows.map((r) => ({
+    eventId: r.id,
+    webhookId: r.webhook_id,
+    jobId: r.job_id,
+    type: r.type,
+    extra: typeof r.extra === "string" ? JSON.parse(r.extra) : r.extra,
+    createdAt: new Date(r.created_at),
+    body: r.body,
+    attempt: r.attempts,
+    url: r.url,
+    secret: r.secret,
+  }));
+}
+
+/** Keeps the first attempt's body: the one every retry sends. Returns the body to send. */
+export async function freezeBody(db: Db, eventId: string, body: string): Promise<string> {
+  const [row] = await db
+    .update(webhookEvents)
+    .set({ body })
+    .where(and(eq(webhookEvents.id, eventId), isNull(webhookEvents.body)))
+    .returning({ body: webhookEvents.body });
+  if (row?.body != null) return row.body;
+  const [kept] = await db
+    .select({ body: webhookEvents.body })
+    .from(webhookEvents)
+    .where(eq(webhookEvents.id, eventId));
+  return kept?.body ?? body;
+}
+
+export type AttemptResult =
+  | { outcome: "delivered"; statusCode: number }
+  /** Retried at `retryAt`, or given up when that is past the event's retry window. */
+  | { outcome: "failed"; statusCode: number | null; error: string; retryAt: Date | null }
+  /** The receiver answered 410: the webhook is disabled, nothing more is sent to it. */
+  | { outcome: "gone"; statusCode: 410 };
+
+/**
+ * Records one attempt and moves the event on: delivered, due again at
+ * `retryAt`, or failed for good. Guarded by the attempt number, so a
+ * report from a claim that lapsed and was taken over changes nothing.
+ */
+export async function recordAttempt(
+  db: Db,
+  delivery: Pick<ClaimedDelivery, "eventId" | "webhookId" | "attempt">,
+  result: AttemptResult,
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = and(
+      eq(webhookEvents.id, delivery.eventId),
+      eq(webhookEvents.attempts, delivery.attempt),
+      eq(webhookEvents.state, "pending"),
+    );
+    const next =
+      result.outcome === "delivered"
+        ? { state: "delivered" as const }
+        : result.outcome === "failed" && result.retryAt !== null
+          ? { nextAttemptAt: result.retryAt }
+          : { state: "failed" as const };
+    const [row] = await tx
+      .update(webhookEvents)
+      .set(next)
+      .where(current)
+      .returning({ id: webhookEvents.id });
+    if (row === undefined) return;
+    if (result.outcome === "gone") {
+      await tx
+        .update(webhooks)
+        .set({ disabledAt: sql`now()` })
+        .where(and(eq(webhooks.id, delivery.webhookId), isNull(webhooks.disabledAt)));
+    }
+    await tx.insert(webhookAttempts).values({
+      eventId: delivery.eventId,
+      webhookId: delivery.webhookId,
+      attempt: delivery.attempt,
+      statusCode: result.statusCode,
+      error: result.outcome === "failed" ? result.error.slice(0, 500) : null,
+      deliveredAt: result.outcome === "delivered" ? sql`now()` : null,
+      nextAttemptAt: result.outcome === "failed" ? result.retryAt : null,
+    });
+  });
+}
+
+/** Events still to deliver (the `quench_webhook_backlog` gauge). */
+export async function outboxBacklog(db: Db): Promise<number> {
+  const [row] = await db
+    .select({ n: sql<number>`count(*)::int` })
+    .from(webhookEvents)
+    .where(eq(webhookEvents.state, "pending"));
+  return Number(row?.n ?? 0);
+}
+
+/** A webhook's delivery attempts, newest first (`GET /webhooks/:id/deliveries`). */
+export function listAttempts(db: Db, webhookId: string, limit = 100) {
+  return db
+    .select({
+      eventId: webhookAttempts.eventId,
+      type: webhookEvents.type,
+      jobId: webhookEvents.jobId,
+      attempt: webhookAttempts.attempt,
+      statusCode: webhookAttempts.statusCode,
+      error: webhookAttempts.error,
+      at: webhookAttempts.at,
+      deliveredAt: webhookAttempts.deliveredAt,
+      nextAttemptAt: webhookAttempts.nextAttemptAt,
+    })
+    .from(webhookAttempts)
+    .innerJoin(webhookEvents, eq(webhookEvents.id, webhookAttempts.eventId))
+    .where(eq(webhookAttempts.webhookId, webhookId))
+    .orderBy(desc(webhookAttempts.id))
+    .limit(limit);
+}

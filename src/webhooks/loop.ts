@@ -1,0 +1,171 @@
+import type { Agent } from "undici";
+import type { WebhookConfig } from "../config.js";
+import type { Db } from "../db/connection.js";
+import { isDatabaseUnavailable, unavailableCode } from "../db/unavailable.js";
+import {
+  type ClaimedDelivery,
+  claimDeliveries,
+  freezeBody,
+  recordAttempt,
+} from "../db/webhook-outbox.js";
+import type { Logger } from "../logger.js";
+import type { Metrics } from "../metrics.js";
+import { createWakeup } from "../wakeup.js";
+import { ATTEMPT_TIMEOUT_MS, createDeliveryAgent, sendEvent } from "./send.js";
+
+/** Retries stop this long after the event (SPEC.md section 3: 24 h). */
+export const RETRY_WINDOW_MS = 24 * 3_600_000;
+/** No single wait between attempts is longer than this. */
+const MAX_BACKOFF_MS = 3_600_000;
+
+export interface WebhookLoopDeps {
+  db: Db;
+  logger: Logger;
+  metrics: Metrics;
+  config: WebhookConfig;
+  /** The event's `data`: the job object as the API shows it; undefined if the job is gone. */
+  renderJob(jobId: string): Promise<object | undefined>;
+  /** Attempts in flight at once on this instance. */
+  concurrency?: number;
+}
+
+export interface WebhookLoop {
+  start(): void;
+  /** An event may be due now (a job ended here): claim without waiting for the poll. */
+  wake(): void;
+  /** Stops claiming and aborts attempts in flight (their claims lapse; another attempt follows). */
+  stop(): Promise<void>;
+  inFlight(): number;
+}
+
+/** The wait before attempt `attempt + 1`: base × 2^(attempt−1), capped, with jitter in [½, 1]. */
+export function backoffMs(attempt: number, baseMs: number, random = Math.random): number {
+  const exp = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exp * (0.5 + random() * 0.5));
+}
+
+/**
+ * Delivers the outbox, on every instance: a loop of its own with its own
+ * concurrency and a 10 s limit per attempt, so a slow or dead receiver
+ * delays nothing but its own events (never a cancel or a job's end). Each
+ * claim holds its events past the attempt's timeout; an instance that dies
+ * mid-attempt leaves them to be claimed again, so delivery is at least once.
+ */
+export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
+  const log = deps.logger.child({ component: "webhooks" });
+  const concurrency = deps.concurrency ?? 8;
+  const pollMs = Math.min(1_000, deps.config.retryBaseMs);
+  const agent: Agent = createDeliveryAgent(deps.config);
+  const attempts = new Set<AbortController>();
+  const settled = new Set<Promise<void>>();
+  let stopped = true;
+  const wakeup = createWakeup();
+  let loop: Promise<void> | undefined;
+
+  async function attempt(d: ClaimedDelivery, controller: AbortController): Promise<void> {
+    const timer = setTimeout(
+      () => controller.abort(new Error("no answer in 10 s")),
+      ATTEMPT_TIMEOUT_MS,
+    );
+    try {
+      let body = d.body;
+      if (body === null) {
+        const job = await deps.renderJob(d.jobId);
+        if (job === undefined) return; // the job was deleted: nothing to tell
+        const fresh = JSON.stringify({
+          type: d.type,
+          timestamp: d.createdAt.toISOString(),
+          data: { ...job, ...d.extra },
+        });
+        body = await freezeBody(deps.db, d.eventId, fresh);
+      }
+      const sent = await sendEvent(
+        { url: d.url, secret: d.secret, eventId: d.eventId, body },
+        { agent, rules: deps.config, signal: controller.signal },
+      );
+      if (stopped && sent.outcome === "failed") return; // aborted by the stop: the claim lapses
+      const retryAt = new Date(Date.now() + backoffMs(d.attempt, deps.config.retryBaseMs));
+      const result =
+        sent.outcome === "failed"
+          ? {
+              ...sent,
+              retryAt: retryAt.getTime() - d.createdAt.getTime() > RETRY_WINDOW_MS ? null : retryAt,
+            }
+          : sent;
+      await recordAttempt(deps.db, d, result);
+      const outcome =
+        result.outcome === "failed"
+          ? result.retryAt === null
+            ? "gave_up"
+            : "retry"
+          : result.outcome;
+      deps.metrics.webhookDeliveries.inc({ outcome });
+      const line = { event_id: d.eventId, job_id: d.jobId, attempt: d.attempt, outcome };
+      if (result.outcome === "delivered") log.debug(line, "webhook delivered");
+      else
+        log.warn(
+          {
+            ...line,
+            status_code: result.statusCode,
+            error: "error" in result ? result.error : undefined,
+          },
+          "webhook not delivered",
+        );
+    } catch (err) {
+      // Its claim lapses and the event is attempted again.
+      if (isDatabaseUnavailable(err))
+        log.warn({ code: unavailableCode(err) }, "webhook attempt not recorded");
+      else log.error({ err, event_id: d.eventId }, "webhook attempt failed");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function run(): Promise<void> {
+    while (!stopped) {
+      const free = concurrency - attempts.size;
+      let claimed: ClaimedDelivery[] = [];
+      if (free > 0) {
+        claimed = await claimDeliveries(deps.db, {
+          limit: free,
+          holdMs: ATTEMPT_TIMEOUT_MS + 20_000,
+        }).catch((err: unknown) => {
+          if (isDatabaseUnavailable(err))
+            log.warn({ code: unavailableCode(err) }, "webhook claim skipped");
+          else log.error({ err }, "webhook claim failed");
+          return [];
+        });
+      }
+      for (const d of claimed) {
+        const controller = new AbortController();
+        attempts.add(controller);
+        const done = attempt(d, controller).finally(() => {
+          attempts.delete(controller);
+          settled.delete(done);
+          wakeup.notify();
+        });
+        settled.add(done);
+      }
+      if (stopped || (free > 0 && claimed.length === free)) continue;
+      await wakeup.wait(pollMs);
+    }
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      loop = run();
+    },
+    wake: wakeup.notify,
+    async stop() {
+      stopped = true;
+      wakeup.notify();
+      for (const controller of attempts) controller.abort(new Error("shutting down"));
+      await loop;
+      await Promise.allSettled([...settled]);
+      await agent.close();
+    },
+    inFlight: () => attempts.size,
+  };
+}
