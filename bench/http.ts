@@ -61,6 +61,7 @@ export async function startBenchApi(
       corsOrigins: [],
       rateLimits: { signIn: 0, submit: 0, cancel: 0 },
       trustFlyClientIp: false,
+      webhookRules: { allowHttp: true, allowPrivate: true },
     },
   });
   const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });

@@ -37,6 +37,7 @@ async function main(): Promise<void> {
             notifyNewWork: runtime.notifyNewWork,
             heldOwner: (id) => runtime.runner?.heldOwner(id),
             streams: runtime.streams,
+            webhookRules: runtime.webhooks,
             siweDomains: config.siweDomains,
             siweHostFallback: config.env !== "production",
             siweChainIds: config.siweChainIds,

@@ -10,6 +10,7 @@ import type { Logger } from "../logger.js";
 import type { ProviderRegistry } from "../providers/registry.js";
 import type { CancelService } from "../runner/cancel.js";
 import type { JobFeed } from "../runner/job-feed.js";
+import type { UrlRules } from "../webhooks/url-safety.js";
 import { requireAuth } from "./auth/middleware.js";
 import type { Authenticator } from "./auth/tokens.js";
 import type { ApiEnv } from "./env.js";
@@ -20,6 +21,7 @@ import { authRoutes } from "./routes/auth.js";
 import { cancelRoutes } from "./routes/cancel.js";
 import { jobsRoutes } from "./routes/jobs.js";
 import { streamRoutes } from "./routes/stream.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 import type { StreamRegistry } from "./streams.js";
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -43,6 +45,8 @@ export interface JobsApiDeps {
   corsOrigins: string[];
   rateLimits: { signIn: number; submit: number; cancel: number };
   trustFlyClientIp: boolean;
+  /** Where webhooks may point (WEBHOOK_ALLOW_HTTP, WEBHOOK_ALLOW_PRIVATE). */
+  webhookRules: UrlRules;
   /** SSE tuning, for tests. */
   stream?: { heartbeatMs?: number; pollMs?: number };
   /** Minify the dashboard's script (production). */
@@ -193,6 +197,9 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
       metrics: deps.metrics,
     }),
   );
+  app.use("/api/v1/webhooks", requireAuth(api.auth));
+  app.use("/api/v1/webhooks/*", requireAuth(api.auth));
+  app.route("/api/v1", webhookRoutes({ db, rules: api.webhookRules }));
   app.route("/api/v1", streamRoutes({ db, feed: api.feed, streams: api.streams, ...api.stream }));
   app.route("/", dashboardRoutes({ logger: deps.logger, minify: api.minifyDashboard ?? false }));
   return app;

@@ -9,6 +9,7 @@ import { createApp } from "../../src/api/app.js";
 import type { Scope } from "../../src/api/auth/principal.js";
 import { createAuthenticator, signServiceToken } from "../../src/api/auth/tokens.js";
 import { createStreamRegistry, type StreamRegistry } from "../../src/api/streams.js";
+import type { WebhookConfig } from "../../src/config.js";
 import type { Database } from "../../src/db/connection.js";
 import type { Logger } from "../../src/logger.js";
 import { rememberSecret, testLogger } from "./logs.js";
@@ -81,11 +82,14 @@ export async function startApi(
     /** SIWE_DOMAINS; HOST when left out. */
     siweDomains?: string[];
     logger?: Logger;
+    /** Webhook rules and retry timing (default: http and loopback allowed, as in development). */
+    webhooks?: Partial<WebhookConfig>;
   } = {},
 ): Promise<TestApi> {
   const runner = await startRunner(database.db, providers, {
     cancelAckMs: options.ackMs ?? 5_000,
     concurrency: options.concurrency ?? 16,
+    webhooks: options.webhooks,
   });
   const serviceSecret = randomBytes(32).toString("hex");
   const sessionSecret = randomBytes(32).toString("hex");
@@ -126,6 +130,7 @@ export async function startApi(
       corsOrigins: ["https://portal.test"],
       rateLimits: options.rateLimits ?? { signIn: 0, submit: 0, cancel: 0 },
       trustFlyClientIp: false,
+      webhookRules: { allowHttp: true, allowPrivate: true, ...options.webhooks },
       stream: { heartbeatMs: 200, pollMs: 100 },
     },
   });
