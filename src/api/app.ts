@@ -20,6 +20,7 @@ import { clientAddress, rateLimit } from "./rate-limit.js";
 import { authRoutes } from "./routes/auth.js";
 import { cancelRoutes } from "./routes/cancel.js";
 import { jobsRoutes } from "./routes/jobs.js";
+import { resumeRoutes } from "./routes/resume.js";
 import { streamRoutes } from "./routes/stream.js";
 import { webhookRoutes } from "./routes/webhooks.js";
 import type { StreamRegistry } from "./streams.js";
@@ -197,6 +198,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
       metrics: deps.metrics,
     }),
   );
+  app.route("/api/v1", resumeRoutes({ db, notifyNewWork: api.notifyNewWork }));
   app.use("/api/v1/webhooks", requireAuth(api.auth));
   app.use("/api/v1/webhooks/*", requireAuth(api.auth));
   app.route("/api/v1", webhookRoutes({ db, rules: api.webhookRules }));

@@ -11,6 +11,7 @@ export const ERROR_STATUS = {
   forbidden: 403,
   not_found: 404,
   not_cancellable: 409,
+  not_resumable: 409,
   conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,

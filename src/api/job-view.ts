@@ -6,7 +6,7 @@ import { jobUsage } from "../runner/usage.js";
 const NO_USAGE: UsageRecord = { gpu_ms: 0, source: "wall_clock", cost_usd: null };
 
 /** The job object of SPEC.md section 3: snake_case, ISO-8601 UTC timestamps. */
-export function jobView(job: JobWithExecutions) {
+export function jobView(job: JobWithExecutions & { queuePosition?: number | null }) {
   return {
     id: job.id,
     owner: job.owner,
@@ -23,6 +23,9 @@ export function jobView(job: JobWithExecutions) {
     instance: job.instance,
     error: job.error,
     metadata: job.metadata,
+    queue_position: job.status === "queued" ? (job.queuePosition ?? null) : null,
+    resumed_from: job.resumedFrom,
+    resumed_by: job.resumedBy,
     usage: jobUsage(job.executions),
     executions: job.executions.map(executionView),
   };
@@ -42,6 +45,7 @@ export function executionView(e: ExecutionRow) {
     partial: e.partial,
     error: e.error,
     remote_id: e.remoteId,
+    resumed: e.resumed,
     remote_stop: e.remoteStop ?? null,
     usage: e.usage ?? NO_USAGE,
   };

@@ -17,7 +17,8 @@ export type JobEventType =
   | "finished"
   | "retry_scheduled"
   | "remote_cancel_sent"
-  | "remote_stop";
+  | "remote_stop"
+  | "resumed";
 
 export interface NewJobEvent {
   jobId: string;

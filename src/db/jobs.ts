@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { listExecutions } from "./executions.js";
@@ -191,4 +191,33 @@ export async function getJobOwner(
 export async function getStoppedAt(db: Db, id: string): Promise<Date | null> {
   const [row] = await db.select({ stoppedAt: jobs.stoppedAt }).from(jobs).where(eq(jobs.id, id));
   return row?.stoppedAt ?? null;
+}
+
+/**
+ * Each queued job's place in the queue (SPEC.md section 3, `queue_position`):
+ * 1 + the queued jobs the runners will claim before it, in the claim's own
+ * order (oldest `created_at`, then id). Jobs not queued are left out. The
+ * outer columns are spelled out: drizzle writes a lone table's columns
+ * unqualified, which inside the subquery would mean its own `q`.
+ */
+export async function queuePositions(db: Db, ids: string[]): Promise<Map<string, number>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .select({
+      id: jobs.id,
+      position: sql<number>`(select count(*)::int + 1 from ${jobs} q where q.status = 'queued' and (q.created_at, q.id) < ("jobs"."created_at", "jobs"."id"))`,
+    })
+    .from(jobs)
+    .where(and(inArray(jobs.id, ids), eq(jobs.status, "queued")));
+  return new Map(rows.map((r) => [r.id, Number(r.position)]));
+}
+
+/** The jobs with their `queuePosition` (null unless queued), for the job view. */
+export async function withQueuePositions<T extends JobRow>(
+  db: Db,
+  list: T[],
+): Promise<Array<T & { queuePosition: number | null }>> {
+  const queued = list.filter((j) => j.status === "queued").map((j) => j.id);
+  const positions = await queuePositions(db, queued);
+  return list.map((j) => ({ ...j, queuePosition: positions.get(j.id) ?? null }));
 }

@@ -19,6 +19,9 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
   instance: "i",
   error: null,
   metadata: {},
+  queue_position: null,
+  resumed_from: null,
+  resumed_by: null,
   usage: { gpu_ms: 0, cost_usd: null },
   executions: [
     {
@@ -34,6 +37,7 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
       partial: false,
       error: null,
       remote_id: null,
+      resumed: false,
       remote_stop: null,
       usage: { gpu_ms: 0, source: "wall_clock", cost_usd: null },
     },

@@ -4,7 +4,7 @@ import { getAddress, isAddress } from "viem";
 import type { Db } from "../../db/connection.js";
 import { listEvents } from "../../db/events.js";
 import { IdempotencyConflictError } from "../../db/idempotency.js";
-import { insertJob, type JobCursor, listJobs } from "../../db/jobs.js";
+import { insertJob, type JobCursor, listJobs, withQueuePositions } from "../../db/jobs.js";
 import type { Metrics } from "../../metrics.js";
 import type { ProviderRegistry } from "../../providers/registry.js";
 import { isAdmin, type Principal, requireScope } from "../auth/principal.js";
@@ -102,14 +102,15 @@ export function jobsRoutes(deps: JobsRoutesDeps): Hono<ApiEnv> {
       ...(query.cursor === undefined ? {} : { after: decodeCursor(query.cursor) }),
     });
     return c.json({
-      jobs: page.jobs.map(jobView),
+      jobs: (await withQueuePositions(deps.db, page.jobs)).map(jobView),
       next_cursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor),
     });
   });
 
   app.get("/jobs/:id", async (c) => {
     const job = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
-    return c.json(jobView(job));
+    const [positioned] = await withQueuePositions(deps.db, [job]);
+    return c.json(jobView(positioned ?? job));
   });
 
   app.get("/jobs/:id/events", async (c) => {

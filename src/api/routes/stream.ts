@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Db } from "../../db/connection.js";
-import { getJob } from "../../db/jobs.js";
+import { getJob, withQueuePositions } from "../../db/jobs.js";
 import { isTerminalJobStatus } from "../../db/statuses.js";
 import { isDatabaseUnavailable } from "../../db/unavailable.js";
 import type { FeedEvent, JobFeed } from "../../runner/job-feed.js";
@@ -9,6 +9,9 @@ import type { ApiEnv } from "../env.js";
 import { jobFor } from "../job-access.js";
 import { executionView, jobView } from "../job-view.js";
 import type { StreamRegistry } from "../streams.js";
+
+/** The reconnect delay the stream asks of clients (SSE `retry:`). */
+const RECONNECT_MS = 3_000;
 
 export interface StreamRoutesDeps {
   db: Db;
@@ -31,7 +34,16 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
   const pollMs = deps.pollMs ?? 1_000;
 
   app.get("/jobs/:id/stream", async (c) => {
-    const first = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
+    const found = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
+    // A reconnect (an EventSource sends Last-Event-ID) to a job that has ended has nothing
+    // more to hear: 204 tells a standard client to stop instead of reconnecting forever.
+    if (c.req.header("last-event-id") !== undefined && isTerminalJobStatus(found.status)) {
+      return c.body(null, 204);
+    }
+    const first = (await withQueuePositions(deps.db, [found]))[0] ?? {
+      ...found,
+      queuePosition: null,
+    };
     c.header("cache-control", "no-store");
     c.header("x-accel-buffering", "no");
     return streamSSE(c, async (stream) => {
@@ -48,12 +60,24 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
       });
       const unregister = deps.streams.add(close);
       stream.onAbort(close);
-      const send = (event: string, data: unknown) =>
-        stream.writeSSE({ event, data: JSON.stringify(data) });
+      let sequence = 0;
+      // Every event has an id; the first also tells the client how soon to reconnect.
+      const send = (event: string, data: unknown) => {
+        sequence++;
+        return stream.writeSSE({
+          event,
+          data: JSON.stringify(data),
+          id: String(sequence),
+          ...(sequence === 1 ? { retry: RECONNECT_MS } : {}),
+        });
+      };
+      /** What each execution looked like when last sent: any change is one `execution` event. */
+      const sent = new Map(first.executions.map((e) => [e.id, JSON.stringify(executionView(e))]));
       /** Events seen while the database was unreachable, for the next re-read. */
       const deferred: FeedEvent[] = [];
       try {
         let status = first.status;
+        let position = first.queuePosition;
         await send("job", jobView(first));
         let lastBeat = Date.now();
         while (!closed && !isTerminalJobStatus(status)) {
@@ -87,24 +111,33 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
           if (reload) {
             // A database that is away for a while does not end the stream: the
             // events wait for the next re-read, and heartbeats keep the client on.
-            const job = await getJob(deps.db, first.id).catch((err: unknown) => {
-              if (isDatabaseUnavailable(err)) return null;
-              throw err;
-            });
+            const job = await getJob(deps.db, first.id)
+              .then(async (j) =>
+                j === undefined ? j : (await withQueuePositions(deps.db, [j]))[0],
+              )
+              .catch((err: unknown) => {
+                if (isDatabaseUnavailable(err)) return null;
+                throw err;
+              });
             const changes = [...deferred.splice(0), ...events];
             if (job === undefined) break;
             if (job === null) deferred.push(...changes.filter((e) => e.type !== "progress"));
             else {
-              for (const event of changes) {
-                if (event.type !== "execution") continue;
-                const exec = job.executions.find((e) => e.id === event.executionId);
-                if (exec) await send("execution", executionView(exec));
+              // Every execution that changed, whoever changed it: a cancel's, another instance's.
+              for (const exec of job.executions) {
+                const view = executionView(exec);
+                const text = JSON.stringify(view);
+                if (sent.get(exec.id) === text) continue;
+                sent.set(exec.id, text);
+                await send("execution", view);
               }
               if (
                 job.status !== status ||
+                job.queuePosition !== position ||
                 changes.some((e) => e.type === "job" || e.type === "end")
               ) {
                 status = job.status;
+                position = job.queuePosition;
                 await send("job", jobView(job));
               }
             }
