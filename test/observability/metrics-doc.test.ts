@@ -10,7 +10,11 @@ describe("the README's metrics table", () => {
     const documented = [
       ...readme.matchAll(/^\| `(quench_[a-z_]+)` \| (counter|gauge|histogram) \|/gm),
     ].map((m) => [m[1], m[2]]);
-    const metrics = createMetrics({ runningJobs: () => 0, defaults: false });
+    const metrics = createMetrics({
+      runningJobs: () => 0,
+      webhookBacklog: async () => 0,
+      defaults: false,
+    });
     const served = (await metrics.registry.getMetricsAsJSON()).map((m) => [m.name, m.type]);
     expect(documented.sort()).toEqual(served.sort());
   });
