@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { EXECUTION_STATUSES, JOB_STATUSES } from "../db/statuses.js";
 import { ERROR_STATUS } from "./errors.js";
+import { type DocParts, webhookPaths } from "./openapi-webhooks.js";
 import {
   bulkCancelSchema,
   cancelSchema,
@@ -94,6 +95,10 @@ export function buildOpenApi(): Schema {
         partial: { type: "boolean" },
         error: { type: ["object", "null"] },
         remote_id: { type: ["string", "null"] },
+        resumed: {
+          type: "boolean",
+          description: "carried over, completed, from the job this one resumes",
+        },
         remote_stop: {
           type: ["object", "null"],
           description:
@@ -134,6 +139,12 @@ export function buildOpenApi(): Schema {
         instance: { type: ["string", "null"] },
         error: { type: ["object", "null"] },
         metadata: { type: "object" },
+        queue_position: {
+          type: ["integer", "null"],
+          description: "queued jobs only: 1 + the queued jobs claimed before it",
+        },
+        resumed_from: { type: ["string", "null"], format: "uuid" },
+        resumed_by: { type: ["string", "null"], format: "uuid" },
         usage: {
           type: "object",
           description: "The executions' GPU time summed; cost_usd sums the priced ones.",
@@ -144,6 +155,16 @@ export function buildOpenApi(): Schema {
     },
   });
 
+  const more = webhookPaths({
+    ref,
+    json,
+    ok,
+    errors: errors as DocParts["errors"],
+    bearer,
+    jobId,
+    timestamp,
+  });
+  Object.assign(components, more.schemas);
   return {
     openapi: "3.1.0",
     info: {
@@ -312,6 +333,7 @@ export function buildOpenApi(): Schema {
               description: "an event stream",
               content: { "text/event-stream": { schema: { type: "string" } } },
             },
+            204: { description: "a reconnect (Last-Event-ID) to a job that has ended: stop" },
             ...errors("unauthenticated", "forbidden", "not_found"),
           },
         },
@@ -338,6 +360,7 @@ export function buildOpenApi(): Schema {
           },
         },
       },
+      ...more.paths,
       "/healthz": {
         get: {
           summary: "Health: 503 while draining or when the database is unreachable",
