@@ -1,3 +1,4 @@
+import { eq } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
@@ -11,9 +12,15 @@ import {
 } from "../../src/db/job-endings.js";
 import { claimJobs } from "../../src/db/job-transitions.js";
 import { insertJob } from "../../src/db/jobs.js";
+import { webhookEvents } from "../../src/db/schema.js";
 import { TERMINAL_JOB_STATUSES } from "../../src/db/statuses.js";
+import { insertWebhook } from "../../src/db/webhooks.js";
+import { createMetrics } from "../../src/metrics.js";
+import { createWebhookLoop } from "../../src/webhooks/loop.js";
+import { webhookReceiver } from "../fakes/webhook-receiver.js";
 import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
+import { testLogger } from "../helpers/logs.js";
 
 const ROUNDS = 60;
 
@@ -39,7 +46,15 @@ describe.each(DRIVERS)("races on %s", (driver) => {
     return { job, exec };
   }
 
-  it(`cancel racing completion ends in exactly one terminal state, ${ROUNDS} times in both orders`, async () => {
+  it(`cancel racing completion ends in exactly one terminal state and one terminal webhook, ${ROUNDS} times in both orders`, async () => {
+    const receiver = await webhookReceiver();
+    await insertWebhook(left.db, {
+      owner: null,
+      createdBy: "service:ops",
+      url: receiver.url,
+      events: ["job.completed", "job.cancelled"],
+      secret: `whsec_${Buffer.alloc(24, 7).toString("base64")}`,
+    });
     const tally = { cancelled: 0, completed: 0 };
     for (let round = 0; round < ROUNDS; round++) {
       const { job, exec } = await runningJob();
@@ -91,7 +106,35 @@ describe.each(DRIVERS)("races on %s", (driver) => {
         finished.ok ? "completed" : after.executions[0]?.status,
       ]);
       expect(["completed", "cancelled"]).toContain(after.executions[0]?.status);
+      // The outbox holds exactly the ending that won, written with it.
+      const outbox = await left.db
+        .select({ type: webhookEvents.type })
+        .from(webhookEvents)
+        .where(eq(webhookEvents.jobId, job.id));
+      expect(outbox.map((e) => e.type)).toEqual([`job.${after.status}`]);
     }
+    // Delivered: one terminal webhook per job, whichever ending won.
+    const loop = createWebhookLoop({
+      db: left.db,
+      logger: testLogger(`races-${driver}`),
+      metrics: createMetrics({ runningJobs: () => 0, defaults: false }),
+      config: { retryBaseMs: 50, allowHttp: true, allowPrivate: true },
+      renderJob: async (id) => ({ id }),
+    });
+    loop.start();
+    try {
+      await receiver.until(() => receiver.received.length >= ROUNDS, 20_000, "every delivery");
+    } finally {
+      await loop.stop();
+      await receiver.close();
+    }
+    const perJob = new Map<string, string[]>();
+    for (const r of receiver.received) {
+      const body = JSON.parse(r.body) as { type: string; data: { id: string } };
+      perJob.set(body.data.id, [...(perJob.get(body.data.id) ?? []), body.type]);
+    }
+    expect(perJob.size).toBe(ROUNDS);
+    expect([...perJob.values()].every((types) => types.length === 1)).toBe(true);
     expect(tally.cancelled + tally.completed).toBe(ROUNDS);
     // Both outcomes happen: the schedules really race.
     expect(tally.cancelled).toBeGreaterThan(0);
