@@ -59,9 +59,10 @@ export function createLiveView(screen: Screen) {
       }
     } else if (event.event === "execution") {
       const before = job?.executions.find((e) => e.id === event.data.id);
-      // A remote stop lands after the status: its line is news too.
+      // A remote stop and a stop's partial output land after the status: news too.
       if (
         before?.status !== event.data.status ||
+        before?.partial !== event.data.partial ||
         before?.remote_stop?.outcome !== event.data.remote_stop?.outcome
       )
         screen.write(`${at}  ${executionLine(event.data)}\n`);

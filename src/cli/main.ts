@@ -2,6 +2,7 @@ import { type ParseArgsConfig, parseArgs } from "node:util";
 import { isQuenchError } from "../client/errors.js";
 import { cancelJob, cancelJobs } from "./commands/cancel.js";
 import { listJobs } from "./commands/jobs.js";
+import { describeResume } from "./commands/resume.js";
 import { submitBody } from "./commands/submit.js";
 import { followJob } from "./commands/watch.js";
 import { type Credentials, credentials, DEFAULT_URL } from "./connect.js";
@@ -24,6 +25,8 @@ commands:
   cancel <id> [<id>…] [--reason TEXT]
                              cancel a job and print how fast its work stopped;
                              several ids go in one bulk request
+  resume <id> [--wait]       continue a stopped job as a new one: its completed
+                             executions are kept, the rest run again
   watch <id>                 follow a job live until it ends
   jobs [--status S] [--limit N] [--cursor C]
                              list your jobs, newest first
@@ -142,6 +145,16 @@ async function run(argv: string[], auth: Credentials): Promise<number> {
         return EXIT.ok;
       }
       return (await cancelJobs(client, positionals, o)) ? EXIT.ok : EXIT.usage;
+    }
+    case "resume": {
+      const { values, positionals } = parse(rest, { wait: { type: "boolean", default: false } }, 1);
+      const id = required(positionals[0], "resume <id>");
+      const client = await auth.connect(values.url);
+      const job = await client.resume(id);
+      if (values.json && !values.wait) out(`${JSON.stringify(job)}\n`);
+      else if (!values.json) out(`${describeResume(id, job)}\n`);
+      if (!values.wait) return EXIT.ok;
+      return followJob(client, job.id, { json: values.json, screen, signal: interruptible() });
     }
     case "watch": {
       const { values, positionals } = parse(rest, {}, 1);

@@ -150,6 +150,12 @@ export function createClient(options: ClientOptions) {
         body: o.reason === undefined ? {} : { reason: o.reason },
       }),
 
+    /**
+     * `POST /jobs/:id/resume`: a new job that continues a stopped one; its
+     * completed executions are carried over (`resumed: true`), the rest run.
+     */
+    resume: (id: string, o: CallOptions = {}) => call<Job>("POST", `${jobPath(id)}/resume`, o),
+
     cancelMany: (jobIds: string[], o: CallOptions & { reason?: string } = {}) =>
       call<BulkCancelResponse>("POST", "/api/v1/jobs/cancel", {
         ...o,

@@ -135,6 +135,25 @@ describe("the quench CLI as a real process against a real server", () => {
     expect(final).toMatchObject({ status: "cancelled", cancel_reason: "from the CLI test" });
   });
 
+  it("resume continues a cancelled job as a new one and --wait follows it; a second resume is refused", async () => {
+    const job = await submitSlow();
+    await untilRunning(job.id);
+    await client().cancel(job.id);
+    const run = await runCli(["resume", job.id], env);
+    expect(run.code).toBe(0);
+    const [first, second] = run.stdout.trim().split("\n");
+    expect(first).toMatch(
+      new RegExp(`^resumed job ${job.id} as [0-9a-f-]{36}: nothing carried over; runs slow$`),
+    );
+    const newId = /as ([0-9a-f-]{36})/.exec(first ?? "")?.[1] ?? "";
+    expect(second).toBe(`follow it: quench watch ${newId}`);
+    expect(await client().job(newId)).toMatchObject({ resumed_from: job.id });
+    const again = await runCli(["resume", job.id, "--json"], env);
+    expect(again.code).toBe(2);
+    expect(JSON.parse(again.stderr)).toMatchObject({ error: { code: "conflict" } });
+    await client().cancel(newId);
+  });
+
   it("cancel --json prints SPEC's cancel response", async () => {
     const job = await submitSlow();
     await untilRunning(job.id);

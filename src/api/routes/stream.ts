@@ -2,13 +2,22 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Db } from "../../db/connection.js";
 import { getJob, withQueuePositions } from "../../db/jobs.js";
-import { isTerminalJobStatus } from "../../db/statuses.js";
+import { isTerminalJobStatus, type JobStatus } from "../../db/statuses.js";
 import { isDatabaseUnavailable } from "../../db/unavailable.js";
 import type { FeedEvent, JobFeed } from "../../runner/job-feed.js";
 import type { ApiEnv } from "../env.js";
 import { jobFor } from "../job-access.js";
 import { executionView, jobView } from "../job-view.js";
 import type { StreamRegistry } from "../streams.js";
+
+/**
+ * Whether the stream has told everything: the job is terminal and, if it
+ * was cancelled, its work has stopped (so the last snapshot has `stopped_at`
+ * and the partial output the stop kept).
+ */
+function over(job: { status: JobStatus; stoppedAt: Date | null }): boolean {
+  return isTerminalJobStatus(job.status) && (job.status !== "cancelled" || job.stoppedAt !== null);
+}
 
 /** The reconnect delay the stream asks of clients (SSE `retry:`). */
 const RECONNECT_MS = 3_000;
@@ -37,7 +46,7 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
     const found = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
     // A reconnect (an EventSource sends Last-Event-ID) to a job that has ended has nothing
     // more to hear: 204 tells a standard client to stop instead of reconnecting forever.
-    if (c.req.header("last-event-id") !== undefined && isTerminalJobStatus(found.status)) {
+    if (c.req.header("last-event-id") !== undefined && over(found)) {
       return c.body(null, 204);
     }
     const first = (await withQueuePositions(deps.db, [found]))[0] ?? {
@@ -77,10 +86,11 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
       const deferred: FeedEvent[] = [];
       try {
         let status = first.status;
+        let finished = over(first);
         let position = first.queuePosition;
         await send("job", jobView(first));
         let lastBeat = Date.now();
-        while (!closed && !isTerminalJobStatus(status)) {
+        while (!closed && !finished) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, Math.min(pollMs, heartbeatMs));
             wake = () => {
@@ -134,9 +144,11 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
               if (
                 job.status !== status ||
                 job.queuePosition !== position ||
+                over(job) !== finished ||
                 changes.some((e) => e.type === "job" || e.type === "end")
               ) {
                 status = job.status;
+                finished = over(job);
                 position = job.queuePosition;
                 await send("job", jobView(job));
               }
@@ -147,7 +159,7 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
             lastBeat = Date.now();
           }
         }
-        if (isTerminalJobStatus(status)) await send("end", { status });
+        if (finished) await send("end", { status });
       } finally {
         unsubscribe();
         unregister();
