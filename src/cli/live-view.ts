@@ -1,4 +1,10 @@
-import { outputText, remoteStopText, stopDelayMs, usageText } from "../client/job-facts.js";
+import {
+  outputText,
+  queueText,
+  remoteStopText,
+  stopDelayMs,
+  usageText,
+} from "../client/job-facts.js";
 import type { Execution, Job, StreamEvent } from "../client/types.js";
 import { duration, elapsed } from "./format.js";
 
@@ -31,7 +37,8 @@ export function createLiveView(screen: Screen) {
   };
   const jobLine = (j: Job) => {
     const time = elapsed(j.started_at, j.finished_at);
-    return `job ${j.id}  ${j.status}${time ? `  ${time}` : ""}`;
+    const queued = queueText(j.queue_position);
+    return `job ${j.id}  ${j.status}${queued ? `  ${queued}` : ""}${time ? `  ${time}` : ""}`;
   };
 
   function draw() {
@@ -52,7 +59,8 @@ export function createLiveView(screen: Screen) {
   function plain(event: StreamEvent) {
     const at = new Date().toISOString();
     if (event.event === "job") {
-      if (job?.status !== event.data.status) screen.write(`${at}  ${jobLine(event.data)}\n`);
+      if (job?.status !== event.data.status || job?.queue_position !== event.data.queue_position)
+        screen.write(`${at}  ${jobLine(event.data)}\n`);
       for (const e of event.data.executions) {
         const before = job?.executions.find((b) => b.id === e.id);
         if (before?.status !== e.status) screen.write(`${at}  ${executionLine(e)}\n`);

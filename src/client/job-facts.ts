@@ -44,3 +44,23 @@ export function remoteStopText(
     failed: "provider stop FAILED: the GPU may still be running",
   }[stop.outcome];
 }
+
+/** "3rd in queue" for a queued job's `queue_position`; "" when it has none. */
+export function queueText(position: number | null | undefined): string {
+  if (position == null) return "";
+  const teen = position % 100 >= 11 && position % 100 <= 13;
+  const suffix = teen ? "th" : (["th", "st", "nd", "rd"][position % 10] ?? "th");
+  return `${position}${suffix} in queue`;
+}
+
+/** Whether a job's work has stopped for good, so it may be resumed (SPEC.md section 3). */
+export function canResume(job: {
+  status: string;
+  started_at: string | null;
+  stopped_at: string | null;
+  resumed_by: string | null;
+}): boolean {
+  if (job.resumed_by !== null) return false;
+  if (!["cancelled", "failed", "partial", "timed_out"].includes(job.status)) return false;
+  return job.status !== "cancelled" || job.started_at === null || job.stopped_at !== null;
+}

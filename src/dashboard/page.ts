@@ -55,6 +55,7 @@ button { font: inherit; padding: 8px 14px; border-radius: 8px; border: 1px solid
 button:disabled { opacity: .6; cursor: progress; }
 button.primary, #submit-button, #signin-button { background: var(--accent); color: white; border-color: var(--accent); }
 button.danger { border-color: #c92a2a; color: #c92a2a; }
+.queue { font-size: .85em; opacity: .75; }
 form#submit-form { display: grid; gap: 8px; margin-top: 16px; }
 textarea { font: inherit; width: 100%; padding: 8px; border-radius: 8px; border: 1px solid var(--line); background: Canvas; color: CanvasText; }
 .note { color: var(--muted); font-size: .9rem; }

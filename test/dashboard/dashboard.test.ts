@@ -137,6 +137,41 @@ browserTest(title, () => {
     await context.close();
   });
 
+  it("offers Resume on a stopped job: the new job runs, the old card says what resumed it", async () => {
+    const { context, page, pageErrors } = await signedIn();
+    await page.getByLabel("Prompt for a demo job").fill("resume me");
+    await page.getByRole("button", { name: "Run demo job" }).click();
+    const old = page.locator("li.job").first();
+    await expect.poll(() => old.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
+    const oldId = (await old.getAttribute("data-job-id")) as string;
+    expect(await old.locator("button[data-action=resume]").count()).toBe(0);
+    await cancelNewest(page);
+    const resume = page.locator(`li.job[data-job-id="${oldId}"] button[data-action=resume]`);
+    await expect.poll(() => resume.count(), { timeout: 15_000 }).toBe(1);
+    await resume.click();
+    await expect.poll(() => page.locator("li.job").count(), { timeout: 15_000 }).toBe(2);
+    const fresh = page.locator("li.job").first();
+    const freshId = (await fresh.getAttribute("data-job-id")) as string;
+    expect(freshId).not.toBe(oldId);
+    await expect
+      .poll(() => fresh.getAttribute("data-status"), { timeout: 15_000 })
+      .toMatch(/^(queued|running)$/);
+    await expect
+      .poll(() => page.locator(`li.job[data-job-id="${oldId}"]`).textContent(), { timeout: 15_000 })
+      .toContain(`Resumed as job ${freshId.slice(0, 8)}.`);
+    expect(
+      await page.locator(`li.job[data-job-id="${oldId}"] button[data-action=resume]`).count(),
+    ).toBe(0);
+    expect(await fresh.textContent()).toContain(`Resumes job ${oldId.slice(0, 8)}.`);
+    await expect
+      .poll(() => page.locator(".toast").allTextContents())
+      .toContainEqual(expect.stringMatching(new RegExp(`^Resumed job ${oldId.slice(0, 8)} as `)));
+    expect((await (await clientOf(page)).job(freshId)).resumed_from).toBe(oldId);
+    await (await clientOf(page)).cancel(freshId);
+    expect(pageErrors).toEqual([]);
+    await context.close();
+  });
+
   it("a second wallet sees none of the first wallet's jobs", async () => {
     const { context: firstContext, page: firstPage } = await signedIn();
     await firstPage.getByRole("button", { name: "Run demo job" }).click();

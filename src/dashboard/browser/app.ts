@@ -26,6 +26,7 @@ const jobs = new Map<string, Job>();
 const progress = new Map<string, unknown>();
 const streams = new Map<string, AbortController>();
 const cancelling = new Set<string>();
+const resuming = new Set<string>();
 let pollTimer: ReturnType<typeof setTimeout> | undefined;
 let expiryTimer: ReturnType<typeof setTimeout> | undefined;
 let drawPending = false;
@@ -42,7 +43,13 @@ function draw() {
       (b.created_at ?? "").localeCompare(a.created_at ?? ""),
     );
     list.replaceChildren(
-      ...sorted.map((job) => jobCard(job, { progress, cancelling: cancelling.has(job.id) })),
+      ...sorted.map((job) =>
+        jobCard(job, {
+          progress,
+          cancelling: cancelling.has(job.id),
+          resuming: resuming.has(job.id),
+        }),
+      ),
     );
     byId("empty").hidden = sorted.length > 0;
   });
@@ -244,13 +251,36 @@ async function cancel(id: string) {
   }
 }
 
+async function resume(id: string) {
+  if (resuming.has(id)) return;
+  resuming.add(id);
+  draw();
+  try {
+    const job = await client.resume(id);
+    jobs.set(job.id, job);
+    jobs.set(id, await client.job(id));
+    const kept = job.executions.filter((e) => e.resumed).length;
+    toast(
+      `Resumed job ${id.slice(0, 8)} as ${job.id.slice(0, 8)}: ${kept} of ${job.executions.length} executions kept.`,
+    );
+    startStreams();
+  } catch (err) {
+    failed(err, `Could not resume job ${id.slice(0, 8)}`);
+  } finally {
+    resuming.delete(id);
+    draw();
+  }
+}
+
 function main() {
   byId("signin-button").addEventListener("click", () => void signIn());
   byId<HTMLFormElement>("submit-form").addEventListener("submit", (e) => void submit(e));
   byId("jobs").addEventListener("click", (e) => {
-    const target = (e.target as HTMLElement).closest<HTMLElement>("[data-action=cancel]");
+    const target = (e.target as HTMLElement).closest<HTMLElement>("[data-action]");
     const id = target?.dataset.jobId;
-    if (id !== undefined) void cancel(id);
+    if (id === undefined) return;
+    if (target?.dataset.action === "cancel") void cancel(id);
+    else if (target?.dataset.action === "resume") void resume(id);
   });
   if (window.ethereum === undefined) {
     byId("signin-note").textContent = "No browser wallet detected: install one to sign in.";

@@ -1,4 +1,11 @@
-import { outputText, remoteStopText, stopDelayMs, usageText } from "../../client/job-facts.js";
+import {
+  canResume,
+  outputText,
+  queueText,
+  remoteStopText,
+  stopDelayMs,
+  usageText,
+} from "../../client/job-facts.js";
 import type { Execution, Job } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../db/statuses.js";
 import { h } from "./dom.js";
@@ -10,6 +17,7 @@ export interface JobExtras {
   /** The latest streamed output per execution id. */
   progress: Map<string, unknown>;
   cancelling: boolean;
+  resuming: boolean;
 }
 
 /** One job as a list item: status, each execution, output so far, Cancel, and the stop time. */
@@ -27,7 +35,20 @@ export function jobCard(job: Job, extras: JobExtras): HTMLLIElement {
         },
         extras.cancelling ? "Cancelling…" : "Cancel",
       )
-    : null;
+    : canResume(job)
+      ? h(
+          "button",
+          {
+            type: "button",
+            "data-action": "resume",
+            "data-job-id": job.id,
+            disabled: extras.resuming,
+            title: "Run the unfinished executions again as a new job; completed ones are kept",
+          },
+          extras.resuming ? "Resuming…" : "Resume",
+        )
+      : null;
+  const queued = queueText(job.queue_position);
   const text = job.executions
     .map((e) => outputText(extras.progress.get(e.id) ?? e.output))
     .join("\n");
@@ -39,6 +60,7 @@ export function jobCard(job: Job, extras: JobExtras): HTMLLIElement {
       { class: "job-head" },
       h("span", { class: "job-id", title: job.id }, job.id),
       h("span", { class: `status status-${job.status}` }, job.status.replace("_", " ")),
+      queued ? h("span", { class: "queue" }, queued) : null,
       cancel,
     ),
     ...job.executions.map((e) => executionLine(e, extras.progress.get(e.id))),
@@ -51,6 +73,12 @@ export function jobCard(job: Job, extras: JobExtras): HTMLLIElement {
       : null,
     job.status === "cancelled" ? h("p", { class: "stop-time" }, stopTime(job)) : null,
     job.error ? h("p", { class: "note" }, `${job.error.code}: ${job.error.message}`) : null,
+    job.resumed_from
+      ? h("p", { class: "note" }, `Resumes job ${job.resumed_from.slice(0, 8)}.`)
+      : null,
+    job.resumed_by
+      ? h("p", { class: "note" }, `Resumed as job ${job.resumed_by.slice(0, 8)}.`)
+      : null,
   );
 }
 
