@@ -160,7 +160,11 @@ export async function startBenchRunner(
   return { runner, manager, providers, agent, feed, logger, metrics, instance };
 }
 
-export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
+export async function cancelBench(
+  jobs = 1_000,
+  /** Runs once the database is ready (registers webhooks, say); returns its own cleanup. */
+  prepare?: (db: Database["db"]) => Promise<() => Promise<void>>,
+): Promise<CancelBenchResult> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error("run with node --expose-gc");
   const server = await startStreamServer();
@@ -170,6 +174,7 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
     server.url,
     jobs,
   );
+  const cleanup = prepare === undefined ? async () => {} : await prepare(database.db);
 
   const submit = async (tag: string) => {
     const ids: { id: string; model: string }[] = [];
@@ -230,6 +235,7 @@ export async function cancelBench(jobs = 1_000): Promise<CancelBenchResult> {
     };
   } finally {
     await instance.stop(0);
+    await cleanup();
     await providers.close();
     await agent.close();
     await drop();

@@ -6,9 +6,10 @@ import { httpBench } from "./http.js";
 import { peopleBench } from "./people.js";
 import { remoteBench } from "./remote.js";
 import { fmt, type Stats } from "./stats.js";
+import { webhookBench } from "./webhooks.js";
 
 /**
- * `npm run bench [context|cancel|http|remote|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http|remote|webhooks|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
  * `http` and `cluster` need DATABASE_URL (a Postgres server; `cluster` runs several processes).
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
@@ -101,6 +102,42 @@ if (only === undefined || only === "http") {
   );
   const ok = r.cancelToClose.median < 3 && r.cancelToClose.p99 < 10;
   console.log(`Targets (cancel → close p50 < 3 ms, p99 < 10 ms): ${ok ? "met" : "MISSED"}`);
+}
+
+if (only === undefined || only === "webhooks") {
+  const r = await webhookBench();
+  console.log(`\n## Webhooks: a job's end → the receiver has it, database ${r.driver} (ms)\n`);
+  console.log(
+    `${r.jobs} demo jobs one at a time, one webhook for every job, a healthy receiver on loopback;`,
+  );
+  console.log(
+    "from the job's end announced on its instance (after the commit) to the request received.\n",
+  );
+  console.log(STATS_HEADER);
+  console.log(row("job ended → webhook received", r.endToReceived));
+  console.log(
+    `\nThe cancel benchmark (${r.cancelPlain.jobs.toLocaleString("en")} jobs), in one run, without webhooks and with 10 registered (one receiver hangs every request):\n`,
+  );
+  console.log(STATS_HEADER);
+  console.log(row("no webhooks: cancelJob() → socket closed", r.cancelPlain.oneByOne));
+  console.log(
+    row("10 webhooks, 1 hanging: cancelJob() → socket closed", r.cancelWithHooks.oneByOne),
+  );
+  console.log(
+    row("no webhooks: cancelJob() → returned with stopped_at", r.cancelPlain.oneByOneAck),
+  );
+  console.log(
+    row(
+      "10 webhooks, 1 hanging: cancelJob() → returned with stopped_at",
+      r.cancelWithHooks.oneByOneAck,
+    ),
+  );
+  console.log(row("no webhooks: all at once → each socket closed", r.cancelPlain.together));
+  console.log(
+    row("10 webhooks, 1 hanging: all at once → each socket closed", r.cancelWithHooks.together),
+  );
+  const ok = r.endToReceived.median < 20;
+  console.log(`\nTarget (end → received p50 < 20 ms): ${ok ? "met" : "MISSED"}`);
 }
 
 if (only === undefined || only === "remote") {

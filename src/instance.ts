@@ -7,7 +7,7 @@ import { purgeExpiredNonces } from "./db/nonces.js";
 import { deleteExpiredRateLimits } from "./db/rate-limits.js";
 import { createOutageMemory, reapExpiredLeases } from "./db/reaper.js";
 import { isDatabaseUnavailable, unavailableCode } from "./db/unavailable.js";
-import { outboxBacklog } from "./db/webhook-outbox.js";
+import { outboxBacklog, purgeOldDeliveries } from "./db/webhook-outbox.js";
 import type { Logger } from "./logger.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { CancelCause } from "./providers/causes.js";
@@ -169,8 +169,9 @@ export function createInstance(ports: InstancePorts): Instance {
       runner?.start();
       webhooks.start();
       reaper = setInterval(() => void reap(), reapEveryMs);
-      // Shared rate-limit counters of ended windows, and SIWE nonces that expired unused
-      // (issuing is rate-limited per client, so together the table stays bounded).
+      // Shared rate-limit counters of ended windows, SIWE nonces that expired unused
+      // (issuing is rate-limited per client, so together the table stays bounded), and
+      // webhook events finished a week ago.
       sweeper = setInterval(
         () =>
           void Promise.all([
@@ -179,6 +180,9 @@ export function createInstance(ports: InstancePorts): Instance {
             ),
             purgeExpiredNonces(db).catch((err: unknown) =>
               logger.warn({ err }, "purging expired sign-in nonces failed"),
+            ),
+            purgeOldDeliveries(db).catch((err: unknown) =>
+              logger.warn({ err }, "purging old webhook deliveries failed"),
             ),
           ]),
         60_000,

@@ -18,7 +18,8 @@ export type JobEventType =
   | "retry_scheduled"
   | "remote_cancel_sent"
   | "remote_stop"
-  | "resumed";
+  | "resumed"
+  | "webhook_delivery";
 
 export interface NewJobEvent {
   jobId: string;

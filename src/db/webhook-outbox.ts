@@ -6,8 +6,9 @@
  * `next_attempt_at` past the attempt's timeout, so a claimer that dies
  * mid-attempt only delays the next one.
  */
-import { and, desc, eq, isNull, sql } from "drizzle-orm";
+import { and, desc, eq, isNull, ne, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
+import { appendEvent } from "./events.js";
 import { storableJson } from "./json.js";
 import { rowsOf } from "./rows.js";
 import { webhookAttempts, webhookEvents, webhooks } from "./schema.js";
@@ -139,7 +140,7 @@ export type AttemptResult =
  */
 export async function recordAttempt(
   db: Db,
-  delivery: Pick<ClaimedDelivery, "eventId" | "webhookId" | "attempt">,
+  delivery: Pick<ClaimedDelivery, "eventId" | "webhookId" | "attempt" | "jobId" | "type">,
   result: AttemptResult,
 ): Promise<void> {
   await db.transaction(async (tx) => {
@@ -175,7 +176,38 @@ export async function recordAttempt(
       deliveredAt: result.outcome === "delivered" ? sql`now()` : null,
       nextAttemptAt: result.outcome === "failed" ? result.retryAt : null,
     });
+    // The job's audit trail names each attempt too (SPEC.md section 3, events).
+    await appendEvent(tx, {
+      jobId: delivery.jobId,
+      type: "webhook_delivery",
+      actor: "webhooks",
+      data: {
+        event_id: delivery.eventId,
+        webhook_id: delivery.webhookId,
+        event: delivery.type,
+        attempt: delivery.attempt,
+        outcome: result.outcome,
+        status_code: result.statusCode,
+      },
+    });
   });
+}
+
+/** How long a finished event (delivered or given up) and its attempts are kept. */
+export const DELIVERY_RETENTION_MS = 7 * 24 * 3_600_000;
+
+/** Deletes finished events older than DELIVERY_RETENTION_MS with their attempts; pending ones stay. */
+export async function purgeOldDeliveries(db: Db): Promise<number> {
+  const rows = await db
+    .delete(webhookEvents)
+    .where(
+      and(
+        ne(webhookEvents.state, "pending"),
+        sql`${webhookEvents.createdAt} < now() - (${DELIVERY_RETENTION_MS} * interval '1 millisecond')`,
+      ),
+    )
+    .returning({ id: webhookEvents.id });
+  return rows.length;
 }
 
 /** Events still to deliver (the `quench_webhook_backlog` gauge). */

@@ -1,6 +1,9 @@
+import { eq, sql } from "drizzle-orm";
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
+import { webhookEvents } from "../../src/db/schema.js";
+import { purgeOldDeliveries } from "../../src/db/webhook-outbox.js";
 import { webhookReceiver } from "../fakes/webhook-receiver.js";
 import { newWallet, startApi, type TestApi } from "../helpers/api.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
@@ -124,6 +127,37 @@ describe.each(DRIVERS)("webhooks on %s", (driver) => {
       next_attempt_at: null,
     });
     expect(deliveries.deliveries[0]?.delivered_at).toEqual(expect.any(String));
+    // The job's audit trail names the attempt.
+    const trail = (await (
+      await api.call("GET", `/api/v1/jobs/${jobId}/events`, { token })
+    ).json()) as { type: string; data: Record<string, unknown> }[];
+    expect(trail.find((e) => e.type === "webhook_delivery")?.data).toMatchObject({
+      event_id: got.headers["webhook-id"],
+      event: "job.completed",
+      attempt: 1,
+      outcome: "delivered",
+      status_code: 200,
+    });
+  });
+
+  it("keeps finished events a week, pending ones until they are delivered or given up", async () => {
+    const r = await receiver(() => 500);
+    const hook = await register({ url: r.url, events: ["job.completed"] });
+    const jobId = await submit();
+    await r.until(() => r.of("job.completed", jobId).length >= 1, 10_000, "an attempt");
+    const db = database.db;
+    await db
+      .update(webhookEvents)
+      .set({ createdAt: sql`now() - interval '8 days'` })
+      .where(eq(webhookEvents.webhookId, hook.id));
+    expect(await purgeOldDeliveries(db)).toBe(0); // still pending: never dropped
+    await db
+      .update(webhookEvents)
+      .set({ state: "failed" })
+      .where(eq(webhookEvents.webhookId, hook.id));
+    expect(await purgeOldDeliveries(db)).toBeGreaterThanOrEqual(1);
+    const left = await db.select().from(webhookEvents).where(eq(webhookEvents.webhookId, hook.id));
+    expect(left).toEqual([]);
   });
 
   it("retries a receiver that fails twice with the same webhook-id and body, then records it delivered", async () => {

@@ -1,0 +1,110 @@
+import { insertJob } from "../src/db/jobs.js";
+import { insertWebhook } from "../src/db/webhooks.js";
+import { webhookReceiver } from "../test/fakes/webhook-receiver.js";
+import {
+  benchDatabase,
+  type CancelBenchResult,
+  cancelBench,
+  deadline,
+  now,
+  startBenchRunner,
+  startStreamServer,
+} from "./cancel.js";
+import { type Stats, summarize } from "./stats.js";
+
+export interface WebhookBenchResult {
+  driver: string;
+  jobs: number;
+  /** The job's end announced on its instance (after the commit) → the receiver has the request (ms). */
+  endToReceived: Stats;
+  cancelPlain: CancelBenchResult;
+  /** The same cancel benchmark with 10 webhooks registered, one of whose receivers never answers. */
+  cancelWithHooks: CancelBenchResult;
+}
+
+const secret = `whsec_${Buffer.alloc(32, 3).toString("base64")}`;
+
+/**
+ * Webhooks on loopback: how soon a job's end reaches a healthy receiver
+ * (jobs run one at a time on the demo provider, one webhook for all jobs),
+ * and the cancel benchmark run twice in one process, without webhooks and
+ * with ten (nine to a healthy receiver, one to a receiver that hangs every
+ * request until the 10 s attempt timeout): a dead receiver must not slow a cancel.
+ */
+export async function webhookBench(jobs = 300, cancelJobs = 1_000): Promise<WebhookBenchResult> {
+  const receiver = await webhookReceiver();
+  const stream = await startStreamServer();
+  const { database, drop } = await benchDatabase();
+  const parts = await startBenchRunner(database.db, stream.url, 4, {
+    quick: { kind: "demo", tokens_per_second: 100_000, max_tokens: 1 },
+  });
+  const endToReceived: number[] = [];
+  try {
+    await insertWebhook(database.db, {
+      owner: null,
+      createdBy: "service:bench",
+      url: receiver.url,
+      events: ["job.completed"],
+      secret,
+    });
+    for (let i = 0; i < jobs; i++) {
+      const { job } = await insertJob(database.db, {
+        owner: "service:bench",
+        timeoutMs: 60_000,
+        maxParallel: 1,
+        executions: [{ key: "a", provider: "quick", model: "m", input: { prompt: "x" } }],
+      });
+      const ended = new Promise<number>((resolve) => {
+        const off = parts.feed.subscribe(job.id, (e) => {
+          if (e.type === "end") {
+            off();
+            resolve(now());
+          }
+        });
+      });
+      parts.runner.notifyNewWork();
+      const endedAt = await deadline(ended, 10_000, `job ${i} did not end`);
+      await deadline(
+        receiver.until(
+          () => receiver.of("job.completed", job.id).length === 1,
+          10_000,
+          "the webhook",
+        ),
+        11_000,
+        `webhook ${i} not received`,
+      );
+      const got = receiver.of("job.completed", job.id)[0];
+      if (got !== undefined) endToReceived.push(got.at - endedAt);
+    }
+  } finally {
+    await parts.instance.stop(0);
+    await parts.providers.close();
+    await parts.agent.close();
+    await drop();
+    stream.stop();
+  }
+
+  const cancelPlain = await cancelBench(cancelJobs);
+  const hanging = await webhookReceiver(() => "hang");
+  const cancelWithHooks = await cancelBench(cancelJobs, async (db) => {
+    for (let i = 0; i < 10; i++) {
+      await insertWebhook(db, {
+        owner: null,
+        createdBy: "service:bench",
+        url: i === 0 ? hanging.url : `${receiver.url}?n=${i}`,
+        events: ["job.cancelled", "job.stopped"],
+        secret,
+      });
+    }
+    return async () => {};
+  });
+  await hanging.close();
+  await receiver.close();
+  return {
+    driver: database.driver,
+    jobs,
+    endToReceived: summarize(endToReceived),
+    cancelPlain,
+    cancelWithHooks,
+  };
+}
