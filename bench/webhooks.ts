@@ -1,6 +1,6 @@
+import { type ChildProcess, fork } from "node:child_process";
 import { insertJob } from "../src/db/jobs.js";
 import { insertWebhook } from "../src/db/webhooks.js";
-import { webhookReceiver } from "../test/fakes/webhook-receiver.js";
 import {
   benchDatabase,
   type CancelBenchResult,
@@ -24,6 +24,45 @@ export interface WebhookBenchResult {
 
 const secret = `whsec_${Buffer.alloc(32, 3).toString("base64")}`;
 
+/** The receiver in its own process (bench/webhook-receiver.mjs), as a real receiver would be. */
+async function startReceiver() {
+  const child: ChildProcess = fork(new URL("./webhook-receiver.mjs", import.meta.url), {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const received = new Map<string, number>();
+  const waiters = new Map<string, (at: number) => void>();
+  type Message = { type: string; port: number; event: string; jobId: string; at: number };
+  const port = await deadline(
+    new Promise<number>((resolve) => {
+      child.on("message", (m: Message) => {
+        if (m.type === "listening") resolve(m.port);
+        else if (m.type === "received") {
+          const key = `${m.event} ${m.jobId}`;
+          if (!received.has(key)) received.set(key, m.at);
+          waiters.get(key)?.(m.at);
+        }
+      });
+    }),
+    10_000,
+    "the receiver did not start",
+  );
+  return {
+    url: `http://127.0.0.1:${port}`,
+    /** When `event` of `jobId` first arrived (absolute ms). */
+    receivedAt(event: string, jobId: string, ms: number): Promise<number> {
+      const key = `${event} ${jobId}`;
+      const at = received.get(key);
+      if (at !== undefined) return Promise.resolve(at);
+      return deadline(
+        new Promise<number>((resolve) => waiters.set(key, resolve)),
+        ms,
+        `${key} not received`,
+      ).finally(() => waiters.delete(key));
+    },
+    stop: () => child.kill(),
+  };
+}
+
 /**
  * Webhooks on loopback: how soon a job's end reaches a healthy receiver
  * (jobs run one at a time on the demo provider, one webhook for all jobs),
@@ -32,7 +71,7 @@ const secret = `whsec_${Buffer.alloc(32, 3).toString("base64")}`;
  * request until the 10 s attempt timeout): a dead receiver must not slow a cancel.
  */
 export async function webhookBench(jobs = 300, cancelJobs = 1_000): Promise<WebhookBenchResult> {
-  const receiver = await webhookReceiver();
+  const receiver = await startReceiver();
   const stream = await startStreamServer();
   const { database, drop } = await benchDatabase();
   const parts = await startBenchRunner(database.db, stream.url, 4, {
@@ -43,7 +82,7 @@ export async function webhookBench(jobs = 300, cancelJobs = 1_000): Promise<Webh
     await insertWebhook(database.db, {
       owner: null,
       createdBy: "service:bench",
-      url: receiver.url,
+      url: `${receiver.url}/ok`,
       events: ["job.completed"],
       secret,
     });
@@ -62,19 +101,10 @@ export async function webhookBench(jobs = 300, cancelJobs = 1_000): Promise<Webh
           }
         });
       });
+      const received = receiver.receivedAt("job.completed", job.id, 10_000);
       parts.runner.notifyNewWork();
       const endedAt = await deadline(ended, 10_000, `job ${i} did not end`);
-      await deadline(
-        receiver.until(
-          () => receiver.of("job.completed", job.id).length === 1,
-          10_000,
-          "the webhook",
-        ),
-        11_000,
-        `webhook ${i} not received`,
-      );
-      const got = receiver.of("job.completed", job.id)[0];
-      if (got !== undefined) endToReceived.push(got.at - endedAt);
+      endToReceived.push((await received) - endedAt);
     }
   } finally {
     await parts.instance.stop(0);
@@ -85,21 +115,19 @@ export async function webhookBench(jobs = 300, cancelJobs = 1_000): Promise<Webh
   }
 
   const cancelPlain = await cancelBench(cancelJobs);
-  const hanging = await webhookReceiver(() => "hang");
   const cancelWithHooks = await cancelBench(cancelJobs, async (db) => {
     for (let i = 0; i < 10; i++) {
       await insertWebhook(db, {
         owner: null,
         createdBy: "service:bench",
-        url: i === 0 ? hanging.url : `${receiver.url}?n=${i}`,
+        url: i === 0 ? `${receiver.url}/hang` : `${receiver.url}/ok?n=${i}`,
         events: ["job.cancelled", "job.stopped"],
         secret,
       });
     }
     return async () => {};
   });
-  await hanging.close();
-  await receiver.close();
+  receiver.stop();
   return {
     driver: database.driver,
     jobs,

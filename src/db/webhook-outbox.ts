@@ -6,7 +6,7 @@
  * `next_attempt_at` past the attempt's timeout, so a claimer that dies
  * mid-attempt only delays the next one.
  */
-import { and, desc, eq, isNull, ne, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, isNull, ne, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { storableJson } from "./json.js";
@@ -61,69 +61,99 @@ export interface ClaimedDelivery {
 /**
  * Claims up to `limit` due events of live webhooks, oldest due first, and
  * holds each for `holdMs` (longer than an attempt may take): another
- * instance takes it only if this one never reports the attempt.
+ * instance takes it only if this one never reports the attempt. No webhook
+ * gets more than `perWebhook` attempts in flight here, counting `busy` (its
+ * attempts already in flight), so one receiver that hangs holds at most that
+ * many of the loop's slots and the others' events still go out.
  */
 export async function claimDeliveries(
   db: Db,
-  claim: { limit: number; holdMs: number },
+  claim: { limit: number; holdMs: number; perWebhook: number; busy: ReadonlyMap<string, number> },
 ): Promise<ClaimedDelivery[]> {
   if (claim.limit <= 0) return [];
-  const rows = await rowsOf<{
-    id: string;
-    webhook_id: string;
-    job_id: string;
-    type: WebhookEventType;
-    extra: Record<string, unknown> | string;
-    created_at: Date | string;
-    body: string | null;
-    attempts: number;
-    url: string;
-    secret: string;
-  }>(
-    db,
-    sql`
-    with due as (
-      select e.id from ${webhookEvents} e
-      where e.state = 'pending' and e.next_attempt_at <= now()
+  return db.transaction(async (tx) => {
+    const due = await rowsOf<{ id: string; webhook_id: string }>(
+      tx,
+      sql`
+      select e.id, e.webhook_id from ${webhookEvents} e
+      join ${webhooks} w on w.id = e.webhook_id
+      where e.state = 'pending' and e.next_attempt_at <= now() and w.disabled_at is null
       order by e.next_attempt_at
-      limit ${claim.limit}
-      for update skip locked
-    )
-    update ${webhookEvents} e
-    set attempts = e.attempts + 1,
-        next_attempt_at = now() + (${claim.holdMs} * interval '1 millisecond')
-    from due, ${webhooks} w
-    where e.id = due.id and w.id = e.webhook_id and w.disabled_at is null
-    returning e.id, e.webhook_id, e.job_id, e.type, e.extra, e.created_at, e.body, e.attempts,
-              w.url, w.secret`,
-  );
-  return rows.map((r) => ({
-    eventId: r.id,
-    webhookId: r.webhook_id,
-    jobId: r.job_id,
-    type: r.type,
-    extra: typeof r.extra === "string" ? JSON.parse(r.extra) : r.extra,
-    createdAt: new Date(r.created_at),
-    body: r.body,
-    attempt: r.attempts,
-    url: r.url,
-    secret: r.secret,
-  }));
+      limit ${claim.limit * 4}
+      for update of e skip locked`,
+    );
+    const taken = new Map(claim.busy);
+    const picked: string[] = [];
+    for (const row of due) {
+      if (picked.length >= claim.limit) break;
+      const inFlight = taken.get(row.webhook_id) ?? 0;
+      if (inFlight >= claim.perWebhook) continue;
+      taken.set(row.webhook_id, inFlight + 1);
+      picked.push(row.id);
+    }
+    if (picked.length === 0) return [];
+    const rows = await rowsOf<{
+      id: string;
+      webhook_id: string;
+      job_id: string;
+      type: WebhookEventType;
+      extra: Record<string, unknown> | string;
+      created_at: Date | string;
+      body: string | null;
+      attempts: number;
+      url: string;
+      secret: string;
+    }>(
+      tx,
+      sql`
+      update ${webhookEvents} e
+      set attempts = e.attempts + 1,
+          next_attempt_at = now() + (${claim.holdMs} * interval '1 millisecond')
+      from ${webhooks} w
+      where e.id in (${sql.join(
+        picked.map((id) => sql`${id}`),
+        sql`, `,
+      )}) and w.id = e.webhook_id
+      returning e.id, e.webhook_id, e.job_id, e.type, e.extra, e.created_at, e.body, e.attempts,
+                w.url, w.secret`,
+    );
+    return rows.map((r) => ({
+      eventId: r.id,
+      webhookId: r.webhook_id,
+      jobId: r.job_id,
+      type: r.type,
+      extra: typeof r.extra === "string" ? JSON.parse(r.extra) : r.extra,
+      createdAt: new Date(r.created_at),
+      body: r.body,
+      attempt: r.attempts,
+      url: r.url,
+      secret: r.secret,
+    }));
+  });
 }
 
-/** Keeps the first attempt's body: the one every retry sends. Returns the body to send. */
-export async function freezeBody(db: Db, eventId: string, body: string): Promise<string> {
-  const [row] = await db
+/**
+ * Keeps the first attempt's body, the one every retry sends, for events that
+ * have none yet (events of one job's one change share it). Returns the body
+ * each event will send.
+ */
+export async function freezeBodies(
+  db: Db,
+  eventIds: string[],
+  body: string,
+): Promise<Map<string, string>> {
+  const frozen = new Map<string, string>();
+  if (eventIds.length === 0) return frozen;
+  await db
     .update(webhookEvents)
     .set({ body })
-    .where(and(eq(webhookEvents.id, eventId), isNull(webhookEvents.body)))
-    .returning({ body: webhookEvents.body });
-  if (row?.body != null) return row.body;
-  const [kept] = await db
-    .select({ body: webhookEvents.body })
+    .where(and(inArray(webhookEvents.id, eventIds), isNull(webhookEvents.body)));
+  const rows = await db
+    .select({ id: webhookEvents.id, body: webhookEvents.body })
     .from(webhookEvents)
-    .where(eq(webhookEvents.id, eventId));
-  return kept?.body ?? body;
+    .where(inArray(webhookEvents.id, eventIds));
+  for (const row of rows) frozen.set(row.id, row.body ?? body);
+  return frozen;
 }
 
 export type AttemptResult =
@@ -166,6 +196,13 @@ export async function recordAttempt(
         .update(webhooks)
         .set({ disabledAt: sql`now()` })
         .where(and(eq(webhooks.id, delivery.webhookId), isNull(webhooks.disabledAt)));
+      // Nothing more goes to it: its other pending events end here too.
+      await tx
+        .update(webhookEvents)
+        .set({ state: "failed" })
+        .where(
+          and(eq(webhookEvents.webhookId, delivery.webhookId), eq(webhookEvents.state, "pending")),
+        );
     }
     await tx.insert(webhookAttempts).values({
       eventId: delivery.eventId,

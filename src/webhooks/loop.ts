@@ -2,19 +2,17 @@ import type { Agent } from "undici";
 import type { WebhookConfig } from "../config.js";
 import type { Db } from "../db/connection.js";
 import { isDatabaseUnavailable, unavailableCode } from "../db/unavailable.js";
-import {
-  type ClaimedDelivery,
-  claimDeliveries,
-  freezeBody,
-  recordAttempt,
-} from "../db/webhook-outbox.js";
+import { type ClaimedDelivery, claimDeliveries, recordAttempt } from "../db/webhook-outbox.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import { createWakeup } from "../wakeup.js";
+import { prepareBodies } from "./bodies.js";
 import { ATTEMPT_TIMEOUT_MS, createDeliveryAgent, sendEvent } from "./send.js";
 
 /** Retries stop this long after the event (SPEC.md section 3: 24 h). */
 export const RETRY_WINDOW_MS = 24 * 3_600_000;
+/** Attempts in flight at once to one webhook, per instance: a hanging receiver holds no more slots. */
+const PER_WEBHOOK = 2;
 /** No single wait between attempts is longer than this. */
 const MAX_BACKOFF_MS = 3_600_000;
 
@@ -58,27 +56,22 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
   const agent: Agent = createDeliveryAgent(deps.config);
   const attempts = new Set<AbortController>();
   const settled = new Set<Promise<void>>();
+  /** Attempts in flight per webhook (claims leave a webhook at PER_WEBHOOK alone). */
+  const busy = new Map<string, number>();
   let stopped = true;
   const wakeup = createWakeup();
   let loop: Promise<void> | undefined;
 
-  async function attempt(d: ClaimedDelivery, controller: AbortController): Promise<void> {
+  async function attempt(
+    d: ClaimedDelivery,
+    body: string,
+    controller: AbortController,
+  ): Promise<void> {
     const timer = setTimeout(
       () => controller.abort(new Error("no answer in 10 s")),
       ATTEMPT_TIMEOUT_MS,
     );
     try {
-      let body = d.body;
-      if (body === null) {
-        const job = await deps.renderJob(d.jobId);
-        if (job === undefined) return; // the job was deleted: nothing to tell
-        const fresh = JSON.stringify({
-          type: d.type,
-          timestamp: d.createdAt.toISOString(),
-          data: { ...job, ...d.extra },
-        });
-        body = await freezeBody(deps.db, d.eventId, fresh);
-      }
       const sent = await sendEvent(
         { url: d.url, secret: d.secret, eventId: d.eventId, body },
         { agent, rules: deps.config, signal: controller.signal },
@@ -128,7 +121,9 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
       if (free > 0) {
         claimed = await claimDeliveries(deps.db, {
           limit: free,
-          holdMs: ATTEMPT_TIMEOUT_MS + 20_000,
+          holdMs: ATTEMPT_TIMEOUT_MS + 5_000,
+          perWebhook: PER_WEBHOOK,
+          busy,
         }).catch((err: unknown) => {
           if (isDatabaseUnavailable(err))
             log.warn({ code: unavailableCode(err) }, "webhook claim skipped");
@@ -136,11 +131,22 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
           return [];
         });
       }
+      // If the bodies cannot be made now, the claims lapse and the events come round again.
+      const bodies = await prepareBodies(deps.db, claimed, deps.renderJob).catch((err: unknown) => {
+        log.warn({ err }, "webhook bodies not ready; the events will be claimed again");
+        return new Map<string, string>();
+      });
       for (const d of claimed) {
+        const body = bodies.get(d.eventId);
+        if (body === undefined) continue;
         const controller = new AbortController();
         attempts.add(controller);
-        const done = attempt(d, controller).finally(() => {
+        busy.set(d.webhookId, (busy.get(d.webhookId) ?? 0) + 1);
+        const done = attempt(d, body, controller).finally(() => {
           attempts.delete(controller);
+          const left = (busy.get(d.webhookId) ?? 1) - 1;
+          if (left > 0) busy.set(d.webhookId, left);
+          else busy.delete(d.webhookId);
           settled.delete(done);
           wakeup.notify();
         });

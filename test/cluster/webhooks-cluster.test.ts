@@ -89,24 +89,29 @@ onServer("webhooks delivered by a cluster of real processes", () => {
       const hook = (await (
         await call(a.base, "POST", "/webhooks", { url: receiver.url })
       ).json()) as {
+        id: string;
         secret: string;
       };
       rememberSecret(hook.secret);
       const jobId = await submit(a.base);
-      await receiver.until(
-        () => receiver.of("job.completed", jobId).length >= 2,
+      // Two failed attempts recorded: the event waits, pending, for its next one.
+      await waitUntil(
+        async () => {
+          const res = await call(a.base, "GET", `/webhooks/${hook.id}/deliveries`);
+          return ((await res.json()) as { deliveries: unknown[] }).deliveries.length >= 2;
+        },
         15_000,
-        "retries",
+        "two failed attempts",
       );
       a.proc.child.kill("SIGKILL");
       await a.proc.exited(10_000);
       const before = receiver.of("job.completed", jobId).length;
       up = true;
-      // A claim cut short by the kill is held 30 s at most before another instance takes it.
+      // Had the kill cut an attempt short, its claim would hold the event 15 s at most.
       await instance("hooks-b");
       await receiver.until(
         () => receiver.of("job.completed", jobId).some((r) => r.status === 200),
-        45_000,
+        30_000,
         "delivery by the new instance",
       );
       const all = receiver.of("job.completed", jobId);
@@ -118,7 +123,7 @@ onServer("webhooks delivered by a cluster of real processes", () => {
     } finally {
       await receiver.close();
     }
-  });
+  }, 90_000);
 
   it("two instances on one Postgres deliver each event once per attempt", async () => {
     t = await createTestDatabase("postgres");

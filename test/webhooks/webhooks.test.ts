@@ -324,6 +324,22 @@ describe.each(DRIVERS)("webhooks on %s", (driver) => {
     expect(gone.received).toHaveLength(1);
   });
 
+  it("a receiver that hangs holds at most two of the loop's slots: other webhooks' events still go out", async () => {
+    const hanging = await receiver(() => "hang");
+    const healthy = await receiver();
+    await register({ url: hanging.url, events: ["job.completed"] });
+    await register({ url: healthy.url, events: ["job.completed"] });
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push(await submit());
+    // Twelve events hang on one receiver; the loop has eight slots.
+    await healthy.until(
+      () => ids.every((id) => healthy.of("job.completed", id).length === 1),
+      10_000,
+      "every event at the healthy receiver",
+    );
+    expect(hanging.received.length).toBeLessThanOrEqual(2);
+  });
+
   it("refuses bad registrations with 400 naming the field", async () => {
     const bad = async (body: unknown) => {
       const res = await api.call("POST", "/api/v1/webhooks", { token, body });
