@@ -6,12 +6,11 @@
  * `next_attempt_at` past the attempt's timeout, so a claimer that dies
  * mid-attempt only delays the next one.
  */
-import { and, desc, eq, inArray, isNull, ne, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "./connection.js";
-import { appendEvent } from "./events.js";
 import { storableJson } from "./json.js";
 import { rowsOf } from "./rows.js";
-import { webhookAttempts, webhookEvents, webhooks } from "./schema.js";
+import { webhookEvents, webhooks } from "./schema.js";
 
 /** The event types of SPEC.md section 3. */
 export const WEBHOOK_EVENT_TYPES = [
@@ -163,90 +162,6 @@ export type AttemptResult =
   /** The receiver answered 410: the webhook is disabled, nothing more is sent to it. */
   | { outcome: "gone"; statusCode: 410 };
 
-/**
- * Records one attempt and moves the event on: delivered, due again at
- * `retryAt`, or failed for good. Guarded by the attempt number, so a
- * report from a claim that lapsed and was taken over changes nothing.
- */
-export async function recordAttempt(
-  db: Db,
-  delivery: Pick<ClaimedDelivery, "eventId" | "webhookId" | "attempt" | "jobId" | "type">,
-  result: AttemptResult,
-): Promise<void> {
-  await db.transaction(async (tx) => {
-    const current = and(
-      eq(webhookEvents.id, delivery.eventId),
-      eq(webhookEvents.attempts, delivery.attempt),
-      eq(webhookEvents.state, "pending"),
-    );
-    const next =
-      result.outcome === "delivered"
-        ? { state: "delivered" as const }
-        : result.outcome === "failed" && result.retryAt !== null
-          ? { nextAttemptAt: result.retryAt }
-          : { state: "failed" as const };
-    const [row] = await tx
-      .update(webhookEvents)
-      .set(next)
-      .where(current)
-      .returning({ id: webhookEvents.id });
-    if (row === undefined) return;
-    if (result.outcome === "gone") {
-      await tx
-        .update(webhooks)
-        .set({ disabledAt: sql`now()` })
-        .where(and(eq(webhooks.id, delivery.webhookId), isNull(webhooks.disabledAt)));
-      // Nothing more goes to it: its other pending events end here too.
-      await tx
-        .update(webhookEvents)
-        .set({ state: "failed" })
-        .where(
-          and(eq(webhookEvents.webhookId, delivery.webhookId), eq(webhookEvents.state, "pending")),
-        );
-    }
-    await tx.insert(webhookAttempts).values({
-      eventId: delivery.eventId,
-      webhookId: delivery.webhookId,
-      attempt: delivery.attempt,
-      statusCode: result.statusCode,
-      error: result.outcome === "failed" ? result.error.slice(0, 500) : null,
-      deliveredAt: result.outcome === "delivered" ? sql`now()` : null,
-      nextAttemptAt: result.outcome === "failed" ? result.retryAt : null,
-    });
-    // The job's audit trail names each attempt too (SPEC.md section 3, events).
-    await appendEvent(tx, {
-      jobId: delivery.jobId,
-      type: "webhook_delivery",
-      actor: "webhooks",
-      data: {
-        event_id: delivery.eventId,
-        webhook_id: delivery.webhookId,
-        event: delivery.type,
-        attempt: delivery.attempt,
-        outcome: result.outcome,
-        status_code: result.statusCode,
-      },
-    });
-  });
-}
-
-/** How long a finished event (delivered or given up) and its attempts are kept. */
-export const DELIVERY_RETENTION_MS = 7 * 24 * 3_600_000;
-
-/** Deletes finished events older than DELIVERY_RETENTION_MS with their attempts; pending ones stay. */
-export async function purgeOldDeliveries(db: Db): Promise<number> {
-  const rows = await db
-    .delete(webhookEvents)
-    .where(
-      and(
-        ne(webhookEvents.state, "pending"),
-        sql`${webhookEvents.createdAt} < now() - (${DELIVERY_RETENTION_MS} * interval '1 millisecond')`,
-      ),
-    )
-    .returning({ id: webhookEvents.id });
-  return rows.length;
-}
-
 /** Events still to deliver (the `quench_webhook_backlog` gauge). */
 export async function outboxBacklog(db: Db): Promise<number> {
   const [row] = await db
@@ -254,25 +169,4 @@ export async function outboxBacklog(db: Db): Promise<number> {
     .from(webhookEvents)
     .where(eq(webhookEvents.state, "pending"));
   return Number(row?.n ?? 0);
-}
-
-/** A webhook's delivery attempts, newest first (`GET /webhooks/:id/deliveries`). */
-export function listAttempts(db: Db, webhookId: string, limit = 100) {
-  return db
-    .select({
-      eventId: webhookAttempts.eventId,
-      type: webhookEvents.type,
-      jobId: webhookEvents.jobId,
-      attempt: webhookAttempts.attempt,
-      statusCode: webhookAttempts.statusCode,
-      error: webhookAttempts.error,
-      at: webhookAttempts.at,
-      deliveredAt: webhookAttempts.deliveredAt,
-      nextAttemptAt: webhookAttempts.nextAttemptAt,
-    })
-    .from(webhookAttempts)
-    .innerJoin(webhookEvents, eq(webhookEvents.id, webhookAttempts.eventId))
-    .where(eq(webhookAttempts.webhookId, webhookId))
-    .orderBy(desc(webhookAttempts.id))
-    .limit(limit);
 }

@@ -2,7 +2,8 @@ import type { Agent } from "undici";
 import type { WebhookConfig } from "../config.js";
 import type { Db } from "../db/connection.js";
 import { isDatabaseUnavailable, unavailableCode } from "../db/unavailable.js";
-import { type ClaimedDelivery, claimDeliveries, recordAttempt } from "../db/webhook-outbox.js";
+import { type FinishedAttempt, recordAttempts } from "../db/webhook-attempts.js";
+import { type AttemptResult, type ClaimedDelivery, claimDeliveries } from "../db/webhook-outbox.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import { createWakeup } from "../wakeup.js";
@@ -62,6 +63,9 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
   const wakeup = createWakeup();
   let loop: Promise<void> | undefined;
 
+  /** Attempts whose answer is in, for the loop to record together on its next turn. */
+  let finished: FinishedAttempt[] = [];
+
   async function attempt(
     d: ClaimedDelivery,
     body: string,
@@ -78,14 +82,30 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
       );
       if (stopped && sent.outcome === "failed") return; // aborted by the stop: the claim lapses
       const retryAt = new Date(Date.now() + backoffMs(d.attempt, deps.config.retryBaseMs));
-      const result =
+      const result: AttemptResult =
         sent.outcome === "failed"
           ? {
               ...sent,
               retryAt: retryAt.getTime() - d.createdAt.getTime() > RETRY_WINDOW_MS ? null : retryAt,
             }
           : sent;
-      await recordAttempt(deps.db, d, result);
+      finished.push({ delivery: d, result });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Records what finished since the last turn; if that fails, the claims lapse and the events come round again. */
+  async function recordFinished(): Promise<void> {
+    const batch = finished;
+    finished = [];
+    const counted = await recordAttempts(deps.db, batch).catch((err: unknown) => {
+      if (isDatabaseUnavailable(err))
+        log.warn({ code: unavailableCode(err) }, "webhook attempts not recorded");
+      else log.error({ err }, "recording webhook attempts failed");
+      return [];
+    });
+    for (const { delivery: d, result } of counted) {
       const outcome =
         result.outcome === "failed"
           ? result.retryAt === null
@@ -104,18 +124,12 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
           },
           "webhook not delivered",
         );
-    } catch (err) {
-      // Its claim lapses and the event is attempted again.
-      if (isDatabaseUnavailable(err))
-        log.warn({ code: unavailableCode(err) }, "webhook attempt not recorded");
-      else log.error({ err, event_id: d.eventId }, "webhook attempt failed");
-    } finally {
-      clearTimeout(timer);
     }
   }
 
   async function run(): Promise<void> {
     while (!stopped) {
+      await recordFinished();
       const free = concurrency - attempts.size;
       let claimed: ClaimedDelivery[] = [];
       if (free > 0) {
@@ -170,6 +184,7 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
       for (const controller of attempts) controller.abort(new Error("shutting down"));
       await loop;
       await Promise.allSettled([...settled]);
+      await recordFinished();
       await agent.close();
     },
     inFlight: () => attempts.size,

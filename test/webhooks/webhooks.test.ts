@@ -3,7 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { webhookEvents } from "../../src/db/schema.js";
-import { purgeOldDeliveries } from "../../src/db/webhook-outbox.js";
+import { purgeOldDeliveries } from "../../src/db/webhook-attempts.js";
 import { webhookReceiver } from "../fakes/webhook-receiver.js";
 import { newWallet, startApi, type TestApi } from "../helpers/api.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
