@@ -114,6 +114,7 @@ const schema = z.object({
   WEBHOOK_RETRY_BASE_MS: int(5_000, 1, 3_600_000),
   WEBHOOK_ALLOW_HTTP: bool,
   WEBHOOK_ALLOW_PRIVATE: bool,
+  NVIDIA_SMI: z.preprocess(blankToUndefined, z.string().default("nvidia-smi")),
 });
 
 export type Role = "all" | "api" | "runner";
@@ -165,6 +166,8 @@ export interface Config {
   listenNotify: boolean;
   /** Webhook delivery (SPEC.md section 3, Webhooks). */
   webhooks: WebhookConfig;
+  /** The nvidia-smi binary `gpu_check` providers ask (NVIDIA_SMI; default on PATH). */
+  nvidiaSmi: string;
   /** Running on fly.io (FLY_MACHINE_ID set): its proxy's Fly-Client-IP header can be trusted. */
   onFly: boolean;
 }
@@ -248,6 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       allowPrivate:
         (e.WEBHOOK_ALLOW_PRIVATE ?? (e.NODE_ENV === "production" ? "false" : "true")) === "true",
     },
+    nvidiaSmi: e.NVIDIA_SMI,
     onFly: e.FLY_MACHINE_ID !== undefined,
     listenNotify: e.LISTEN_NOTIFY === "on",
   };

@@ -16,6 +16,7 @@ export interface Metrics {
   remoteStopSeconds: Histogram<"provider">;
   gpuSeconds: Counter<"provider" | "outcome">;
   webhookDeliveries: Counter<"outcome">;
+  gpuNotReleased: Counter<"provider">;
 }
 
 export function createMetrics(options: {
@@ -100,6 +101,12 @@ export function createMetrics(options: {
       help: "From the provider's cancel call to its status showing the remote work ended.",
       labelNames: ["provider"],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    gpuNotReleased: new Counter({
+      name: "quench_gpu_not_released_total",
+      help: "gpu_check executions whose GPU memory was still held when the wait for its release ended.",
+      labelNames: ["provider"],
       registers: [registry],
     }),
     webhookDeliveries: new Counter({

@@ -54,7 +54,9 @@ export async function startRuntime(config: Config, logger: Logger): Promise<Runt
   try {
     await migrateDatabase(database);
     agent = createHttpAgent();
-    providers = await createProviderRegistry(providerConfigs, agent);
+    providers = await createProviderRegistry(providerConfigs, agent, {
+      nvidiaSmi: config.nvidiaSmi,
+    });
   } catch (err) {
     await agent?.close();
     await database.close();

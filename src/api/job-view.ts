@@ -46,6 +46,8 @@ export function executionView(e: ExecutionRow) {
     error: e.error,
     remote_id: e.remoteId,
     resumed: e.resumed,
+    progress: e.progress ?? null,
+    gpu_released_at: iso(e.gpuReleasedAt),
     remote_stop: e.remoteStop ?? null,
     usage: e.usage ?? NO_USAGE,
   };

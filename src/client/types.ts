@@ -57,5 +57,8 @@ export interface Session {
 export type StreamEvent =
   | { event: "job"; data: Job }
   | { event: "execution"; data: Execution }
-  | { event: "progress"; data: { execution_id: string; key: string; output: unknown } }
+  | {
+      event: "progress";
+      data: { execution_id: string; key: string; output: unknown; progress: unknown };
+    }
   | { event: "end"; data: { status: JobStatus } };

@@ -19,7 +19,9 @@ export type JobEventType =
   | "remote_cancel_sent"
   | "remote_stop"
   | "resumed"
-  | "webhook_delivery";
+  | "webhook_delivery"
+  | "gpu_released"
+  | "gpu_not_released";
 
 export interface NewJobEvent {
   jobId: string;

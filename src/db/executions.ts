@@ -183,3 +183,21 @@ export async function setRemoteStop(
 export async function setUsage(db: Db, id: string, usage: UsageRecord): Promise<void> {
   await db.update(executions).set({ usage }).where(eq(executions.id, id));
 }
+
+/** The execution's latest structured progress report. */
+export async function setProgress(db: Db, id: string, progress: unknown): Promise<void> {
+  await db
+    .update(executions)
+    .set({ progress: storableJson(progress) })
+    .where(eq(executions.id, id));
+}
+
+/** When nvidia-smi showed the execution's GPU memory freed (`gpu_check`); its status, for the feed. */
+export async function setGpuReleased(db: Db, id: string, at: Date) {
+  const [row] = await db
+    .update(executions)
+    .set({ gpuReleasedAt: at })
+    .where(eq(executions.id, id))
+    .returning({ status: executions.status });
+  return row?.status;
+}

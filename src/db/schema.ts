@@ -118,6 +118,10 @@ export const executions = pgTable(
     usage: jsonb("usage").$type<UsageRecord>(),
     /** Copied, completed, from the job this one resumes: never run again. */
     resumed: boolean("resumed").notNull().default(false),
+    /** The latest structured progress report (`process`: a stdout line `{"progress": …}`). */
+    progress: jsonb("progress").$type<unknown>(),
+    /** `gpu_check`: when nvidia-smi showed none of the execution's processes holding GPU memory. */
+    gpuReleasedAt: tz("gpu_released_at"),
   },
   (t) => [
     check("executions_status_check", sql.raw(`status in (${sqlList(EXECUTION_STATUSES)})`)),

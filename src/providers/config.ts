@@ -90,6 +90,13 @@ const schemas = {
       cwd: z.string().optional(),
       env: z.record(z.string(), z.string()).default({}),
       grace_ms: ms(10_000, 0),
+      /** No progress report for this long (once the first came) → the execution fails as `stalled`. */
+      progress_stall_ms: z.number().int().min(1).optional(),
+      /** No first progress report within this long of the start → `stalled` too. */
+      progress_first_ms: z.number().int().min(1).optional(),
+      /** After the process group is gone, wait for nvidia-smi to show its GPU memory freed. */
+      gpu_check: z.boolean().default(false),
+      gpu_release_timeout_ms: ms(30_000),
       ...common,
     })
     .strict(),

@@ -1,8 +1,9 @@
 import type { Dispatcher } from "undici";
-import type { ProviderConfig } from "./config.js";
+import { type ProviderConfig, ProvidersConfigError } from "./config.js";
 import { type DemoServer, startDemoServer } from "./demo-server.js";
 import { falProvider } from "./fal.js";
 import { httpProvider } from "./http.js";
+import { checkNvidiaSmi } from "./nvidia-smi.js";
 import { openaiProvider } from "./openai.js";
 import { processProvider } from "./process.js";
 import { replicateProvider } from "./replicate.js";
@@ -23,11 +24,26 @@ export interface ProviderRegistry {
   close(): Promise<void>;
 }
 
-/** Builds every configured provider; `demo` providers get their own loopback server. */
+/**
+ * Builds every configured provider; `demo` providers get their own loopback
+ * server. When a `process` provider sets `gpu_check`, nvidia-smi
+ * (`nvidiaSmi`, NVIDIA_SMI) must answer now: a missing or failing one is a
+ * start-up error, never a check silently skipped later.
+ */
 export async function createProviderRegistry(
   configs: Map<string, ProviderConfig>,
   agent: Dispatcher,
+  options: { nvidiaSmi?: string } = {},
 ): Promise<ProviderRegistry> {
+  const nvidiaSmi = options.nvidiaSmi ?? "nvidia-smi";
+  const checked = [...configs].filter(([, c]) => c.kind === "process" && c.gpu_check);
+  if (checked.length > 0) {
+    await checkNvidiaSmi(nvidiaSmi).catch((err: unknown) => {
+      throw new ProvidersConfigError(
+        `provider "${checked[0]?.[0]}" sets gpu_check, but ${(err as Error).message} (set NVIDIA_SMI to the binary)`,
+      );
+    });
+  }
   const entries = new Map<string, ProviderEntry>();
   const demos: DemoServer[] = [];
   for (const [name, config] of configs) {
@@ -54,7 +70,7 @@ export async function createProviderRegistry(
         provider = falProvider(name, config, agent);
         break;
       case "process":
-        provider = processProvider(name, config);
+        provider = processProvider(name, config, { nvidiaSmi });
         break;
       case "demo": {
         const server = await startDemoServer({

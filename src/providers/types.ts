@@ -1,5 +1,6 @@
 import type { Context } from "../context/context.js";
 import type { ProviderConfig } from "./config.js";
+import type { GpuRelease } from "./nvidia-smi.js";
 
 /** What one attempt of one execution gets from the runner. */
 export interface ExecutionCall {
@@ -25,6 +26,13 @@ export interface ExecutionCall {
   remoteStop?(stop: RemoteStop): void;
   /** The GPU time the provider says it billed for this work (ms), when it reports one. */
   billed?(ms: number): void;
+  /** A structured progress report (`process`: a stdout line `{"progress": …}`): its value. */
+  report?(progress: unknown): void;
+  /**
+   * `gpu_check`: whether the GPU memory of the work's processes was freed,
+   * reported after the attempt settled (the job's stop does not wait for it).
+   */
+  gpuRelease?(release: GpuRelease & { pids: number[] }): void;
 }
 
 /** How the provider's own stop of the remote work went (SPEC.md section 3, `remote_stop`). */

@@ -1,7 +1,13 @@
 import type { Context } from "../context/context.js";
 import type { Db } from "../db/connection.js";
 import { appendEvent, type JobEventType } from "../db/events.js";
-import { finishExecution, setRemoteId, setUsage, startExecution } from "../db/executions.js";
+import {
+  finishExecution,
+  setProgress,
+  setRemoteId,
+  setUsage,
+  startExecution,
+} from "../db/executions.js";
 import type { ExecutionRow, UsageRecord } from "../db/schema.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
@@ -9,10 +15,14 @@ import type { Metrics } from "../metrics.js";
 import { ProviderError } from "../providers/errors.js";
 import { runWithPolicies } from "../providers/policy.js";
 import type { ProviderRegistry } from "../providers/registry.js";
+import type { GpuReleases } from "./gpu-releases.js";
 import type { JobEndings } from "./job-ended.js";
 import type { JobFeed } from "./job-feed.js";
 import type { RemoteStops } from "./remote-stops.js";
 import { usageOf } from "./usage.js";
+
+/** A progress report is written to the execution at most this often (and always at its end). */
+const PROGRESS_WRITE_MS = 250;
 
 /** What one runner needs to run executions; shared by every job it runs. */
 export interface RunnerEnv {
@@ -26,6 +36,8 @@ export interface RunnerEnv {
   endings: JobEndings;
   /** Records remote-queue stops once the provider answered; the runner makes one if not given. */
   remoteStops?: RemoteStops;
+  /** Records `gpu_check` releases once nvidia-smi answered; the runner makes one if not given. */
+  gpuReleases?: GpuReleases;
 }
 
 /**
@@ -73,6 +85,18 @@ export async function runExecution(
   );
 
   let partial: unknown;
+  // The latest structured progress report, written at most every PROGRESS_WRITE_MS and at the end.
+  let report: unknown;
+  let reportDirty = false;
+  let reportTimer: NodeJS.Timeout | undefined;
+  const flushReport = () => {
+    clearTimeout(reportTimer);
+    reportTimer = undefined;
+    if (!reportDirty) return;
+    reportDirty = false;
+    const value = report;
+    write(() => setProgress(db, exec.id, value));
+  };
   // GPU time: from the provider call's start, or as the provider bills it.
   let callStarted: number | undefined;
   let billedMs: number | undefined;
@@ -90,6 +114,7 @@ export async function runExecution(
   const settle = async (
     result: Parameters<typeof finishExecution>[3],
   ): Promise<ExecutionOutcome> => {
+    flushReport();
     await writes;
     const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, writeRetryMs);
     const usage = callStarted === undefined ? undefined : usageUntil(Date.now());
@@ -154,6 +179,20 @@ export async function runExecution(
           }
         },
         activity: () => {},
+        report: (p) => {
+          report = p;
+          reportDirty = true;
+          reportTimer ??= setTimeout(flushReport, PROGRESS_WRITE_MS);
+          feed.publish({
+            type: "progress",
+            jobId: exec.jobId,
+            executionId: exec.id,
+            key: exec.key,
+            output: partial,
+            progress: p,
+          });
+        },
+        gpuRelease: (release) => env.gpuReleases?.record(exec, release),
         remoteId: (id) => {
           submittedRemotely = true;
           write(() => setRemoteId(db, exec.id, instance, id));
@@ -190,6 +229,8 @@ export async function runExecution(
         countGpu(usage, "stopped");
         write(() => setUsage(db, exec.id, usage));
       }
+      // A stopped run keeps its last report: how far it got ("step 412 of 1000").
+      flushReport();
       await writes;
       return { status: "stopped", partial };
     }

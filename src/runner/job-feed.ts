@@ -6,7 +6,15 @@
 export type FeedEvent =
   | { type: "job"; jobId: string; status: string }
   | { type: "execution"; jobId: string; executionId: string; key: string; status: string }
-  | { type: "progress"; jobId: string; executionId: string; key: string; output: unknown }
+  | {
+      type: "progress";
+      jobId: string;
+      executionId: string;
+      key: string;
+      output: unknown;
+      /** A structured progress report (`process`), when this event is one. */
+      progress?: unknown;
+    }
   | { type: "end"; jobId: string; status: string };
 
 export type FeedListener = (event: FeedEvent) => void;

@@ -7,6 +7,7 @@ import { createWakeup } from "../wakeup.js";
 import type { CancelBus } from "./bus.js";
 import { type CancelService, createCancelService } from "./cancel.js";
 import type { RunnerEnv } from "./execute.js";
+import { createGpuReleases } from "./gpu-releases.js";
 import type { JobContextManager } from "./job-context-manager.js";
 import { createRemoteStops } from "./remote-stops.js";
 import { runJob } from "./run-job.js";
@@ -67,6 +68,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
   const deps: RunnerDeps = {
     ...runnerDeps,
     remoteStops: runnerDeps.remoteStops ?? createRemoteStops(runnerDeps),
+    gpuReleases: runnerDeps.gpuReleases ?? createGpuReleases(runnerDeps),
   };
   const [root, cancelRoot] = withCancelCause(background());
   const runs = new Set<Promise<void>>();

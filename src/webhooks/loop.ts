@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
 import type { WebhookConfig } from "../config.js";
 import type { Db } from "../db/connection.js";
@@ -12,6 +13,8 @@ import { ATTEMPT_TIMEOUT_MS, createDeliveryAgent, sendEvent } from "./send.js";
 
 /** Retries stop this long after the event (SPEC.md section 3: 24 h). */
 export const RETRY_WINDOW_MS = 24 * 3_600_000;
+/** How long the loop lets a burst of endings gather before it claims their events. */
+const COALESCE_MS = 20;
 /** Attempts in flight at once to one webhook, per instance: a hanging receiver holds no more slots. */
 const PER_WEBHOOK = 2;
 /** No single wait between attempts is longer than this. */
@@ -167,7 +170,12 @@ export function createWebhookLoop(deps: WebhookLoopDeps): WebhookLoop {
         settled.add(done);
       }
       if (stopped || (free > 0 && claimed.length === free)) continue;
+      const waited = performance.now();
       await wakeup.wait(pollMs);
+      // Woken by a job's end: let the burst it belongs to (a cancel's stop, a bulk
+      // cancel) land first, then claim it all together: fewer round trips, and the
+      // cancel's own writes never queue behind its webhooks.
+      if (!stopped && performance.now() - waited < pollMs) await sleep(COALESCE_MS);
     }
   }
 

@@ -38,6 +38,8 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
       error: null,
       remote_id: null,
       resumed: false,
+      progress: null,
+      gpu_released_at: null,
       remote_stop: null,
       usage: { gpu_ms: 0, source: "wall_clock", cost_usd: null },
     },
@@ -64,7 +66,7 @@ describe("the live view of quench watch", () => {
     expect(text).not.toContain("\x1b[2A");
     view.onEvent({
       event: "progress",
-      data: { execution_id: "e1", key: "chat", output: { text: "hello" } },
+      data: { execution_id: "e1", key: "chat", output: { text: "hello" }, progress: null },
     });
     await withDeadline(
       (async () => {
@@ -92,7 +94,7 @@ describe("the live view of quench watch", () => {
     for (let i = 0; i < 50; i++) {
       view.onEvent({
         event: "progress",
-        data: { execution_id: "e1", key: "chat", output: { text: "x".repeat(i) } },
+        data: { execution_id: "e1", key: "chat", output: { text: "x".repeat(i) }, progress: null },
       });
     }
     view.close(job("completed", "completed"));

@@ -6,8 +6,12 @@ import { createProviderRegistry, type ProviderRegistry } from "../../src/provide
 import type { ExecutionCall, RemoteStop } from "../../src/providers/types.js";
 
 /** A registry of providers from raw configuration (as it would appear in PROVIDERS_FILE). */
-export function registryOf(raw: Record<string, unknown>, agent: Agent): Promise<ProviderRegistry> {
-  return createProviderRegistry(parseProviders(raw, {}), agent);
+export function registryOf(
+  raw: Record<string, unknown>,
+  agent: Agent,
+  options: { nvidiaSmi?: string } = {},
+): Promise<ProviderRegistry> {
+  return createProviderRegistry(parseProviders(raw, {}), agent, options);
 }
 
 export interface Recorded {
@@ -16,6 +20,10 @@ export interface Recorded {
   remoteIds: string[];
   /** Remote-queue stops, reported after the attempt settled. */
   remoteStops: RemoteStop[];
+  /** Structured progress reports (`process`), in order. */
+  reports: unknown[];
+  /** `gpu_check` releases, reported after the attempt settled. */
+  gpuReleases: Parameters<NonNullable<ExecutionCall["gpuRelease"]>>[0][];
 }
 
 /** Runs one execution on `provider` of `registry` the way the runner does, recording what it reports. */
@@ -28,7 +36,14 @@ export function runOn(
 ): { result: Promise<unknown>; recorded: Recorded } {
   const entry = registry.get(provider);
   if (entry === undefined) throw new Error(`no provider ${provider}`);
-  const recorded: Recorded = { progress: [], notes: [], remoteIds: [], remoteStops: [] };
+  const recorded: Recorded = {
+    progress: [],
+    notes: [],
+    remoteIds: [],
+    remoteStops: [],
+    reports: [],
+    gpuReleases: [],
+  };
   const execution: ExecutionCall = {
     ctx,
     executionId: "exec-1",
@@ -39,6 +54,8 @@ export function runOn(
     remoteId: (id) => recorded.remoteIds.push(id),
     note: (type, data) => recorded.notes.push({ type, data }),
     remoteStop: (stop) => recorded.remoteStops.push(stop),
+    report: (p) => recorded.reports.push(p),
+    gpuRelease: (r) => recorded.gpuReleases.push(r),
   };
   const result = runWithPolicies(entry.provider, entry.slots, execution, {
     retries: options.retries ?? 0,

@@ -80,6 +80,8 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
           ...(sequence === 1 ? { retry: RECONNECT_MS } : {}),
         });
       };
+      /** The latest structured report per execution: coalesced events keep it. */
+      const reports = new Map<string, unknown>();
       /** What each execution looked like when last sent: any change is one `execution` event. */
       const sent = new Map(first.executions.map((e) => [e.id, JSON.stringify(executionView(e))]));
       /** Events seen while the database was unreachable, for the next re-read. */
@@ -111,10 +113,12 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
           }
           for (const event of progress.values()) {
             if (event.type === "progress") {
+              if (event.progress !== undefined) reports.set(event.executionId, event.progress);
               await send("progress", {
                 execution_id: event.executionId,
                 key: event.key,
                 output: event.output,
+                progress: reports.get(event.executionId) ?? null,
               });
             }
           }
