@@ -84,12 +84,14 @@ export async function startApi(
     logger?: Logger;
     /** Webhook rules and retry timing (default: http and loopback allowed, as in development). */
     webhooks?: Partial<WebhookConfig>;
+    nvidiaSmi?: string;
   } = {},
 ): Promise<TestApi> {
   const runner = await startRunner(database.db, providers, {
     cancelAckMs: options.ackMs ?? 5_000,
     concurrency: options.concurrency ?? 16,
     webhooks: options.webhooks,
+    ...(options.nvidiaSmi === undefined ? {} : { nvidiaSmi: options.nvidiaSmi }),
   });
   const serviceSecret = randomBytes(32).toString("hex");
   const sessionSecret = randomBytes(32).toString("hex");

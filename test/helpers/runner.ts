@@ -36,10 +36,16 @@ export async function startRunner(
   options: Partial<RunnerOptions> & {
     instance?: string;
     webhooks?: Partial<WebhookConfig>;
+    /** NVIDIA_SMI, for `gpu_check` providers. */
+    nvidiaSmi?: string;
   } = {},
 ): Promise<RunningRunner> {
   const agent = new Agent({ keepAliveTimeout: 10_000 });
-  const providers = await createProviderRegistry(parseProviders(providersRaw, {}), agent);
+  const providers = await createProviderRegistry(
+    parseProviders(providersRaw, {}),
+    agent,
+    options.nvidiaSmi === undefined ? {} : { nvidiaSmi: options.nvidiaSmi },
+  );
   const bus = createLocalBus();
   const name = options.instance ?? "runner-test";
   const instance = createInstance({

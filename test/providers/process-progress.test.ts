@@ -1,19 +1,18 @@
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { background, withCancelCause } from "../../src/context/context.js";
 import { ProviderError } from "../../src/providers/errors.js";
+import { fakeNvidiaSmi } from "../helpers/nvidia-smi.js";
 import { withDeadline } from "../helpers/process.js";
 import { registryOf, rejectionOf, runOn } from "../helpers/providers.js";
 import { waitUntil } from "../helpers/wait.js";
 
 const TRAINER = new URL("../fakes/scripts/trainer.mjs", import.meta.url).pathname;
-const FAKE_SMI = new URL("../fakes/scripts/nvidia-smi.mjs", import.meta.url).pathname;
 const agent = new Agent();
 let dir: string;
-let n = 0;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "quench-progress-"));
 });
@@ -44,20 +43,6 @@ async function pidsFrom(file: string): Promise<{ child: number; grandchild: numb
     10_000,
     "the script never wrote its pids",
   );
-}
-
-/**
- * A fake nvidia-smi (test/fakes/scripts/nvidia-smi.mjs) behind an executable
- * wrapper, as NVIDIA_SMI would name it; `set` rewrites its state.
- */
-async function fakeNvidiaSmi(state: Record<string, unknown>) {
-  const id = ++n;
-  const stateFile = join(dir, `smi-${id}.json`);
-  const bin = join(dir, `nvidia-smi-${id}`);
-  await writeFile(stateFile, JSON.stringify(state));
-  await writeFile(bin, `#!/bin/sh\nexec "${process.execPath}" "${FAKE_SMI}" "${stateFile}" "$@"\n`);
-  await chmod(bin, 0o755);
-  return { bin, set: (s: Record<string, unknown>) => writeFile(stateFile, JSON.stringify(s)) };
 }
 
 function trainer(extra: Record<string, unknown> = {}, nvidiaSmi?: string) {
@@ -137,7 +122,7 @@ describe("process progress reports", () => {
 describe("GPU release (gpu_check) with a fake nvidia-smi", () => {
   it("records the release once nvidia-smi stops listing every pid the group had", async () => {
     const pidFile = join(dir, "gpu-ok.json");
-    const smi = await fakeNvidiaSmi({ mode: "normal", pidFile, mib: 2048, lingerMs: 400 });
+    const smi = await fakeNvidiaSmi(dir, { mode: "normal", pidFile, mib: 2048, lingerMs: 400 });
     const registry = await trainer({ gpu_check: true, gpu_release_timeout_ms: 5_000 }, smi.bin);
     const [ctx, cancel] = withCancelCause(background());
     const { result, recorded } = runOn(registry, "trainer", ctx, {
@@ -160,7 +145,7 @@ describe("GPU release (gpu_check) with a fake nvidia-smi", () => {
 
   it("reports gpu_not_released with the pids and MiB still held when the memory never frees", async () => {
     const pidFile = join(dir, "gpu-stuck.json");
-    const smi = await fakeNvidiaSmi({ mode: "normal", pidFile, mib: 4096, lingerMs: null });
+    const smi = await fakeNvidiaSmi(dir, { mode: "normal", pidFile, mib: 4096, lingerMs: null });
     const registry = await trainer({ gpu_check: true, gpu_release_timeout_ms: 600 }, smi.bin);
     const [ctx] = withCancelCause(background());
     const { result, recorded } = runOn(registry, "trainer", ctx, {
@@ -179,7 +164,7 @@ describe("GPU release (gpu_check) with a fake nvidia-smi", () => {
 
   it("a hanging nvidia-smi bounds the wait: the verdict says it did not answer", async () => {
     const pidFile = join(dir, "gpu-hang.json");
-    const smi = await fakeNvidiaSmi({ mode: "normal", pidFile, lingerMs: 0 });
+    const smi = await fakeNvidiaSmi(dir, { mode: "normal", pidFile, lingerMs: 0 });
     const registry = await trainer({ gpu_check: true, gpu_release_timeout_ms: 700 }, smi.bin);
     await smi.set({ mode: "hang" });
     const [ctx] = withCancelCause(background());
@@ -201,7 +186,7 @@ describe("GPU release (gpu_check) with a fake nvidia-smi", () => {
     await expect(trainer({ gpu_check: true }, join(dir, "no-such-nvidia-smi"))).rejects.toThrow(
       /provider "trainer" sets gpu_check, but .*no-such-nvidia-smi.*NVIDIA_SMI/,
     );
-    const failing = await fakeNvidiaSmi({ mode: "fail" });
+    const failing = await fakeNvidiaSmi(dir, { mode: "fail" });
     await expect(trainer({ gpu_check: true }, failing.bin)).rejects.toThrow(
       /couldn't communicate with the NVIDIA driver/,
     );

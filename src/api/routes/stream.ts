@@ -108,12 +108,14 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
           const progress = new Map<string, FeedEvent>();
           let reload = events.length === 0; // a quiet interval: re-read for other instances' changes
           for (const event of events) {
-            if (event.type === "progress") progress.set(event.executionId, event);
+            if (event.type === "progress") {
+              progress.set(event.executionId, event);
+              if (event.progress !== undefined) reports.set(event.executionId, event.progress);
+            }
             else reload = true;
           }
           for (const event of progress.values()) {
             if (event.type === "progress") {
-              if (event.progress !== undefined) reports.set(event.executionId, event.progress);
               await send("progress", {
                 execution_id: event.executionId,
                 key: event.key,
