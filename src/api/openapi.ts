@@ -99,6 +99,11 @@ export function buildOpenApi(): Schema {
           type: "boolean",
           description: "carried over, completed, from the job this one resumes",
         },
+        progress: { description: "the latest structured progress report (process), else null" },
+        gpu_released_at: {
+          ...timestamp,
+          description: "gpu_check: when nvidia-smi showed the execution's GPU memory freed",
+        },
         remote_stop: {
           type: ["object", "null"],
           description:

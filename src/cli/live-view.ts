@@ -1,5 +1,6 @@
 import {
   outputText,
+  progressText,
   queueText,
   remoteStopText,
   stopDelayMs,
@@ -25,6 +26,8 @@ const PLAIN_PROGRESS_MS = 1_000;
 export function createLiveView(screen: Screen) {
   let job: Job | undefined;
   const chars = new Map<string, number>();
+  /** The latest structured progress report per execution key (from the stream). */
+  const reports = new Map<string, unknown>();
   const lastPlainProgress = new Map<string, number>();
   let drawnLines = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -32,7 +35,12 @@ export function createLiveView(screen: Screen) {
   const executionLine = (e: Execution) => {
     const count = chars.get(e.key) ?? outputText(e.output).length;
     const time = elapsed(e.started_at, e.finished_at);
-    const extra = [usageText(e.usage), remoteStopText(e.remote_stop)].filter(Boolean);
+    const extra = [
+      progressText(reports.get(e.key) ?? e.progress),
+      usageText(e.usage),
+      remoteStopText(e.remote_stop),
+      e.gpu_released_at ? "GPU released" : "",
+    ].filter(Boolean);
     return `  ${e.key}  ${e.provider}/${e.model}  ${e.status}${time ? `  ${time}` : ""}  ${count} chars${e.partial ? " (partial)" : ""}${extra.map((x) => `  ${x}`).join("")}`;
   };
   const jobLine = (j: Job) => {
@@ -71,6 +79,7 @@ export function createLiveView(screen: Screen) {
       if (
         before?.status !== event.data.status ||
         before?.partial !== event.data.partial ||
+        before?.gpu_released_at !== event.data.gpu_released_at ||
         before?.remote_stop?.outcome !== event.data.remote_stop?.outcome
       )
         screen.write(`${at}  ${executionLine(event.data)}\n`);
@@ -78,7 +87,10 @@ export function createLiveView(screen: Screen) {
       const last = lastPlainProgress.get(event.data.key) ?? 0;
       if (Date.now() - last >= PLAIN_PROGRESS_MS) {
         lastPlainProgress.set(event.data.key, Date.now());
-        screen.write(`${at}    ${event.data.key}: ${outputText(event.data.output).length} chars\n`);
+        const report = progressText(event.data.progress);
+        screen.write(
+          `${at}    ${event.data.key}: ${report || `${outputText(event.data.output).length} chars`}\n`,
+        );
       }
     }
   }
@@ -94,6 +106,7 @@ export function createLiveView(screen: Screen) {
         };
       } else if (event.event === "progress") {
         chars.set(event.data.key, outputText(event.data.output).length);
+        if (event.data.progress !== null) reports.set(event.data.key, event.data.progress);
       }
       if (screen.tty) scheduleDraw();
     },
@@ -118,6 +131,11 @@ export function summary(job: Job): string {
     line += stopLine(job.cancelled_at, job.stopped_at, job.started_at !== null);
   }
   if (job.error) line += `: ${job.error.message} (${job.error.code})`;
+  // How far a stopped training run got, from its last progress report.
+  for (const e of job.executions) {
+    const report = progressText(e.progress);
+    if (report && e.status !== "completed") line += `; ${e.key} got to ${report}`;
+  }
   return line;
 }
 

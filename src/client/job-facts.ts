@@ -64,3 +64,29 @@ export function canResume(job: {
   if (!["cancelled", "failed", "partial", "timed_out"].includes(job.status)) return false;
   return job.status !== "cancelled" || job.started_at === null || job.stopped_at !== null;
 }
+
+/** A structured progress report as people read it: "step 120/1000 (12%) epoch 1"; "" when none. */
+export function progressText(progress: unknown): string {
+  if (progress === null || progress === undefined) return "";
+  if (typeof progress !== "object" || Array.isArray(progress))
+    return String(JSON.stringify(progress)).slice(0, 80);
+  const { step, total, message } = progress as {
+    step?: unknown;
+    total?: unknown;
+    message?: unknown;
+  };
+  const parts: string[] = [];
+  if (typeof step === "number" && typeof total === "number" && total > 0) {
+    parts.push(`step ${step}/${total} (${Math.floor((step / total) * 100)}%)`);
+  } else if (typeof step === "number") parts.push(`step ${step}`);
+  if (typeof message === "string" && message !== "") parts.push(message.slice(0, 80));
+  return parts.length > 0 ? parts.join(" ") : JSON.stringify(progress).slice(0, 80);
+}
+
+/** The fraction done of a report with numeric `step` and `total`, else undefined. */
+export function progressFraction(progress: unknown): number | undefined {
+  if (typeof progress !== "object" || progress === null) return undefined;
+  const { step, total } = progress as { step?: unknown; total?: unknown };
+  if (typeof step !== "number" || typeof total !== "number" || total <= 0) return undefined;
+  return Math.min(1, Math.max(0, step / total));
+}

@@ -56,6 +56,8 @@ button:disabled { opacity: .6; cursor: progress; }
 button.primary, #submit-button, #signin-button { background: var(--accent); color: white; border-color: var(--accent); }
 button.danger { border-color: #c92a2a; color: #c92a2a; }
 .queue { font-size: .85em; opacity: .75; }
+.progress { display: flex; gap: .5em; align-items: center; font-size: .85em; }
+.progress progress { flex: 0 1 12em; min-width: 4em; }
 form#submit-form { display: grid; gap: 8px; margin-top: 16px; }
 textarea { font: inherit; width: 100%; padding: 8px; border-radius: 8px; border: 1px solid var(--line); background: Canvas; color: CanvasText; }
 .note { color: var(--muted); font-size: .9rem; }

@@ -133,3 +133,14 @@ describe("the live view of quench watch", () => {
     );
   });
 });
+
+describe("the end-of-watch summary", () => {
+  it("says how far a cancelled training run got", async () => {
+    const { summary } = await import("../../src/cli/live-view.js");
+    const cancelled = job("cancelled", "cancelled");
+    const first = cancelled.executions[0];
+    if (first === undefined) throw new Error("no execution");
+    cancelled.executions = [{ ...first, progress: { step: 412, total: 1000, message: "epoch 2" } }];
+    expect(summary(cancelled)).toMatch(/; chat got to step 412\/1000 \(41%\) epoch 2$/);
+  });
+});

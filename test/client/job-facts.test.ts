@@ -41,3 +41,18 @@ describe("the job facts the CLI and the dashboard share", () => {
     expect(canResume(job("failed", { resumed_by: "x" }))).toBe(false);
   });
 });
+
+describe("progress as people read it", () => {
+  it("says step, total, percentage and message; other shapes as short JSON", async () => {
+    const { progressText, progressFraction } = await import("../../src/client/job-facts.js");
+    expect(progressText({ step: 412, total: 1000, message: "epoch 2" })).toBe(
+      "step 412/1000 (41%) epoch 2",
+    );
+    expect(progressText({ step: 7 })).toBe("step 7");
+    expect(progressText({ samples: 3 })).toBe('{"samples":3}');
+    expect(progressText(null)).toBe("");
+    expect(progressFraction({ step: 1, total: 4 })).toBe(0.25);
+    expect(progressFraction({ step: 9, total: 4 })).toBe(1);
+    expect(progressFraction({ step: 1 })).toBeUndefined();
+  });
+});

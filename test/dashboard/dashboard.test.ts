@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,6 +27,14 @@ browserTest(title, () => {
         demo: { kind: "demo", tokens_per_second: 30, max_tokens: 100_000 },
         // Port 1 on loopback: nothing listens, every call fails to connect.
         broken: { kind: "http", url: "http://127.0.0.1:1/run" },
+        trainer: {
+          kind: "process",
+          command: [
+            process.execPath,
+            new URL("../fakes/scripts/trainer.mjs", import.meta.url).pathname,
+          ],
+          grace_ms: 300,
+        },
       },
     );
     browser = await launchChromium();
@@ -168,6 +177,41 @@ browserTest(title, () => {
       .toContainEqual(expect.stringMatching(new RegExp(`^Resumed job ${oldId.slice(0, 8)} as `)));
     expect((await (await clientOf(page)).job(freshId)).resumed_from).toBe(oldId);
     await (await clientOf(page)).cancel(freshId);
+    expect(pageErrors).toEqual([]);
+    await context.close();
+  });
+
+  it("shows a training run's progress as a bar with step, total and message", async () => {
+    const { context, page, pageErrors } = await signedIn();
+    const client = await clientOf(page);
+    const job = await client.submit({
+      executions: [
+        {
+          key: "train",
+          provider: "trainer",
+          model: "resnet",
+          input: {
+            pidFile: join(tmpdir(), `quench-dash-pids-${Date.now()}.json`),
+            runMs: 600_000,
+            reportEveryMs: 50,
+            total: 500,
+          },
+        },
+      ],
+    });
+    const card = page.locator(`li.job[data-job-id="${job.id}"]`);
+    await expect
+      .poll(() => card.locator(".progress span").textContent(), { timeout: 15_000 })
+      .toMatch(/^step \d+\/500 \(\d+%\) batch \d+$/);
+    const value = Number(await card.locator(".progress progress").getAttribute("value"));
+    expect(value).toBeGreaterThan(0);
+    expect(value).toBeLessThanOrEqual(1);
+    await client.cancel(job.id);
+    // Cancelled, it still says how far it got.
+    await expect
+      .poll(() => card.getAttribute("data-status"), { timeout: 15_000 })
+      .toBe("cancelled");
+    expect(await card.locator(".progress span").textContent()).toMatch(/^step \d+\/500/);
     expect(pageErrors).toEqual([]);
     await context.close();
   });

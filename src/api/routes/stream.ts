@@ -111,8 +111,7 @@ export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
             if (event.type === "progress") {
               progress.set(event.executionId, event);
               if (event.progress !== undefined) reports.set(event.executionId, event.progress);
-            }
-            else reload = true;
+            } else reload = true;
           }
           for (const event of progress.values()) {
             if (event.type === "progress") {

@@ -24,6 +24,7 @@ const LIST_LIMIT = 25;
 const client = createClient({ url: location.origin });
 const jobs = new Map<string, Job>();
 const progress = new Map<string, unknown>();
+const reports = new Map<string, unknown>();
 const streams = new Map<string, AbortController>();
 const cancelling = new Set<string>();
 const resuming = new Set<string>();
@@ -46,6 +47,7 @@ function draw() {
       ...sorted.map((job) =>
         jobCard(job, {
           progress,
+          reports,
           cancelling: cancelling.has(job.id),
           resuming: resuming.has(job.id),
         }),
@@ -78,6 +80,7 @@ function signOut(message?: string) {
   streams.clear();
   jobs.clear();
   progress.clear();
+  reports.clear();
   cancelling.clear();
   clearSession();
   client.setToken(undefined);
@@ -100,7 +103,10 @@ function apply(event: StreamEvent) {
       const i = job.executions.findIndex((e) => e.id === event.data.id);
       if (i >= 0) job.executions[i] = event.data;
     }
-  } else if (event.event === "progress") progress.set(event.data.execution_id, event.data.output);
+  } else if (event.event === "progress") {
+    progress.set(event.data.execution_id, event.data.output);
+    if (event.data.progress !== null) reports.set(event.data.execution_id, event.data.progress);
+  }
   draw();
 }
 

@@ -1,6 +1,8 @@
 import {
   canResume,
   outputText,
+  progressFraction,
+  progressText,
   queueText,
   remoteStopText,
   stopDelayMs,
@@ -16,6 +18,8 @@ const OUTPUT_CHARS = 400;
 export interface JobExtras {
   /** The latest streamed output per execution id. */
   progress: Map<string, unknown>;
+  /** The latest structured progress report per execution id (from the stream). */
+  reports: Map<string, unknown>;
   cancelling: boolean;
   resuming: boolean;
 }
@@ -63,7 +67,10 @@ export function jobCard(job: Job, extras: JobExtras): HTMLLIElement {
       queued ? h("span", { class: "queue" }, queued) : null,
       cancel,
     ),
-    ...job.executions.map((e) => executionLine(e, extras.progress.get(e.id))),
+    ...job.executions.flatMap((e) => [
+      executionLine(e, extras.progress.get(e.id)),
+      progressBar(extras.reports.get(e.id) ?? e.progress),
+    ]),
     text
       ? h(
           "pre",
@@ -88,10 +95,26 @@ function executionLine(e: Execution, progress: unknown): HTMLElement {
   if (e.partial) parts.push("partial");
   // Why it failed or was skipped; a cancel's reason is the job's, shown below.
   if (e.error && e.status !== "cancelled") parts.push(`${e.error.code}: ${e.error.message}`);
-  for (const fact of [usageText(e.usage), remoteStopText(e.remote_stop)]) {
+  const gpu = e.gpu_released_at ? "GPU released" : "";
+  for (const fact of [usageText(e.usage), remoteStopText(e.remote_stop), gpu]) {
     if (fact) parts.push(fact);
   }
   return h("div", { class: "execution" }, parts.join(" · "));
+}
+
+/** A training run's structured progress: a bar where it has step and total, and its text. */
+function progressBar(report: unknown): HTMLElement | null {
+  const text = progressText(report);
+  if (!text) return null;
+  const fraction = progressFraction(report);
+  return h(
+    "div",
+    { class: "progress" },
+    fraction === undefined
+      ? null
+      : h("progress", { value: String(fraction), max: "1", "aria-label": text }),
+    h("span", {}, text),
+  );
 }
 
 /** How fast the work stopped, from SPEC's cancelled_at and stopped_at. */
