@@ -87,7 +87,7 @@ export async function startBenchApi(
     if (res.statusCode >= 400) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
     return JSON.parse(text) as { id: string; executions?: { remote_id: string | null }[] };
   };
-  return { call, base, client, server };
+  return { call, base, client, server, headers };
 }
 
 /**

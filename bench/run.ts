@@ -4,12 +4,13 @@ import { clusterBench } from "./cluster.js";
 import { contextBench } from "./context.js";
 import { httpBench } from "./http.js";
 import { peopleBench } from "./people.js";
+import { progressBench } from "./progress.js";
 import { remoteBench } from "./remote.js";
 import { fmt, type Stats } from "./stats.js";
 import { webhookBench } from "./webhooks.js";
 
 /**
- * `npm run bench [context|cancel|http|remote|webhooks|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http|remote|webhooks|progress|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
  * `http` and `cluster` need DATABASE_URL (a Postgres server; `cluster` runs several processes).
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
@@ -138,6 +139,22 @@ if (only === undefined || only === "webhooks") {
   );
   const ok = r.endToReceived.median < 20;
   console.log(`\nTarget (end → received p50 < 20 ms): ${ok ? "met" : "MISSED"}`);
+}
+
+if (only === undefined || only === "progress") {
+  const r = await progressBench();
+  console.log(`\n## Training runs: progress and stop, database ${r.driver} (ms)\n`);
+  console.log(
+    `A \`process\` job printing a progress report every 20 ms (${r.reports} reports), followed by an SSE client on loopback;`,
+  );
+  console.log(
+    `then ${r.cancels} runs (script + grandchild) cancelled one at a time while reporting.\n`,
+  );
+  console.log(STATS_HEADER);
+  console.log(row("report printed → SSE progress event received", r.printedToEvent));
+  console.log(row("cancelJob() → returned, process group gone", r.cancelToGroupGone));
+  const ok = r.printedToEvent.median < 5;
+  console.log(`\nTarget (printed → event p50 < 5 ms): ${ok ? "met" : "MISSED"}`);
 }
 
 if (only === undefined || only === "remote") {
