@@ -5,7 +5,8 @@ import type { AddressInfo } from "node:net";
  * The simulated GPU endpoint behind the `demo` provider: an OpenAI-compatible
  * `POST /v1/chat/completions` on loopback that streams tokens at a steady
  * rate, so a new user can watch a job run and see a cancel close its
- * connection. A client that disconnects stops its stream at once.
+ * connection. It answers the prompt it was given (a deterministic text built
+ * from it). A client that disconnects stops its stream at once.
  */
 export interface DemoServer {
   readonly baseUrl: string;
@@ -94,11 +95,12 @@ function stream(
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
   let sent = 0;
   const send = (chunk: unknown) => res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  const words = answerWords(body, options.tokensPerSecond);
   const timer = setInterval(() => {
     for (let i = 0; i < perTick && sent < total; i++, sent++) {
       send({
         model,
-        choices: [{ index: 0, delta: { content: `${WORDS[sent % WORDS.length]} ` } }],
+        choices: [{ index: 0, delta: { content: `${words(sent)} ` } }],
       });
     }
     if (sent < total) return;
@@ -118,6 +120,46 @@ function stream(
   res.once("close", () => clearInterval(timer));
 }
 
+/** The last user message's text, if the request has one. */
+function promptOf(body: ChatRequest): string {
+  const messages = Array.isArray(body.messages) ? body.messages : [];
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (
+      typeof m?.content === "string" &&
+      m.content.trim() !== "" &&
+      (m.role ?? "user") === "user"
+    ) {
+      return m.content.trim();
+    }
+  }
+  return "";
+}
+
+/**
+ * The demo's answer, word by word: deterministic and built from the prompt,
+ * so a first job visibly answers the person who submitted it. It quotes the
+ * prompt, says what the demo is, then numbers the prompt's words line by
+ * line for as long as tokens last. Without a prompt, a fixed sentence.
+ */
+function answerWords(body: ChatRequest, tokensPerSecond: number): (i: number) => string {
+  const prompt = promptOf(body).replace(/\s+/g, " ").slice(0, 2_000);
+  if (prompt === "") return (i) => WORDS[i % WORDS.length] ?? "";
+  const head = [
+    ...`You asked: "${prompt}".`.split(" "),
+    ...`This is quench's demo provider, a simulated GPU on loopback. It answers with your own words, ${tokensPerSecond} tokens a second, so you can watch the job run and press Cancel at any time:`.split(
+      " ",
+    ),
+  ];
+  const own = prompt.split(" ");
+  return (i) => {
+    if (i < head.length) return head[i] ?? "";
+    const k = i - head.length;
+    const word = own[k % own.length] ?? "";
+    return k % own.length === 0 ? `\n${Math.floor(k / own.length) + 1}. ${word}` : word;
+  };
+}
+
 function promptTokens(body: ChatRequest): number {
   const text = (body.messages ?? [])
     .map((m) => (typeof m?.content === "string" ? m.content : ""))
@@ -128,5 +170,5 @@ function promptTokens(body: ChatRequest): number {
 interface ChatRequest {
   model?: unknown;
   max_tokens?: unknown;
-  messages?: { content?: unknown }[];
+  messages?: { role?: unknown; content?: unknown }[];
 }
