@@ -1,3 +1,4 @@
+import { createLogUpdate } from "log-update";
 import {
   outputText,
   progressText,
@@ -13,7 +14,12 @@ import { duration, elapsed } from "./format.js";
 export interface Screen {
   write(text: string): void;
   tty: boolean;
+  /** The terminal's width (log-update wraps to it); 80 when unknown. */
+  columns?: number;
 }
+
+/** Lines of streamed output the terminal view shows under the executions. */
+const OUTPUT_LINES = 6;
 
 const REDRAW_MS = 100;
 const PLAIN_PROGRESS_MS = 1_000;
@@ -29,8 +35,26 @@ export function createLiveView(screen: Screen) {
   /** The latest structured progress report per execution key (from the stream). */
   const reports = new Map<string, unknown>();
   const lastPlainProgress = new Map<string, number>();
-  let drawnLines = 0;
   let timer: NodeJS.Timeout | undefined;
+  /** The latest streamed text per execution key (the terminal view shows its last lines). */
+  const texts = new Map<string, string>();
+  /** A line under the block: the cancel prompt, a note. */
+  let footer = "";
+  // log-update does the redraw: it erases what it drew last, wrapped to the terminal's width.
+  const log = screen.tty
+    ? createLogUpdate(
+        {
+          write: (text: string) => {
+            screen.write(text);
+            return true;
+          },
+          get columns() {
+            return screen.columns ?? 80;
+          },
+        } as unknown as NodeJS.WriteStream,
+        { showCursor: true },
+      )
+    : undefined;
 
   const executionLine = (e: Execution) => {
     const count = chars.get(e.key) ?? outputText(e.output).length;
@@ -52,11 +76,16 @@ export function createLiveView(screen: Screen) {
   function draw() {
     timer = undefined;
     if (job === undefined) return;
-    const lines = [jobLine(job), ...job.executions.map(executionLine)];
-    let out = drawnLines > 0 ? `\x1b[${drawnLines}A` : "";
-    for (const line of lines) out += `\x1b[2K${line}\n`;
-    screen.write(out);
-    drawnLines = lines.length;
+    const text = [...texts.values()].join("\n").trimEnd();
+    const tail = text === "" ? [] : ["", ...text.split("\n").slice(-OUTPUT_LINES)];
+    log?.(
+      [
+        jobLine(job),
+        ...job.executions.map(executionLine),
+        ...tail,
+        ...(footer ? ["", footer] : []),
+      ].join("\n"),
+    );
   }
   const scheduleDraw = () => {
     timer ??= setTimeout(draw, REDRAW_MS);
@@ -105,19 +134,41 @@ export function createLiveView(screen: Screen) {
           executions: job.executions.map((e) => (e.id === event.data.id ? event.data : e)),
         };
       } else if (event.event === "progress") {
-        chars.set(event.data.key, outputText(event.data.output).length);
+        const text = outputText(event.data.output);
+        chars.set(event.data.key, text.length);
+        texts.set(event.data.key, text);
         if (event.data.progress !== null) reports.set(event.data.key, event.data.progress);
       }
       if (screen.tty) scheduleDraw();
     },
     /** Stops redrawing and prints the final state and, for a cancel, how fast it stopped. */
+    /** A line shown under the block on a terminal (the cancel prompt); "" clears it. */
+    note(text: string) {
+      footer = text;
+      if (screen.tty) scheduleDraw();
+      else if (text !== "") screen.write(`${text}\n`);
+    },
     close(final: Job) {
       clearInterval(ticker);
       clearTimeout(timer);
       job = final;
       chars.clear();
-      if (screen.tty) draw();
+      footer = "";
+      if (log !== undefined) {
+        draw();
+        log.done();
+      }
       screen.write(`${summary(final)}\n`);
+    },
+    /** Stops redrawing, leaving what was drawn (watching was given up: `q`). */
+    stop() {
+      clearInterval(ticker);
+      clearTimeout(timer);
+      footer = "";
+      if (log !== undefined) {
+        draw();
+        log.done();
+      }
     },
   };
 }

@@ -293,6 +293,48 @@ describe("the quench CLI as a real process against a real server", () => {
     }
   });
 
+  it("--help anywhere prints that command's help and runs nothing", async () => {
+    const before = await client().jobs({ limit: 100 });
+    const submitHelp = await runCli(["submit", "--prompt", "would cost GPU time", "--help"], env);
+    expect(submitHelp).toMatchObject({ code: 0, stderr: "" });
+    expect(submitHelp.stdout).toMatch(/^Usage: quench submit \[options\]/);
+    expect(submitHelp.stdout).toContain("--prompt <text>");
+    const after = await client().jobs({ limit: 100 });
+    expect(after.jobs.map((j) => j.id)).toEqual(before.jobs.map((j) => j.id));
+    for (const args of [
+      ["cancel", "--help"],
+      ["serve", "--help"],
+      ["watch", "-h"],
+      ["help", "output"],
+    ]) {
+      const run = await runCli(args, env, { timeoutMs: 10_000 });
+      expect(run.code, args.join(" ")).toBe(0);
+      expect(run.stdout).toMatch(/^Usage: quench \w+/);
+    }
+    const top = await runCli(["--help"], {});
+    expect(top.code).toBe(0);
+    for (const command of ["submit", "cancel", "resume", "watch", "output", "jobs", "token"]) {
+      expect(top.stdout).toContain(command);
+    }
+  });
+
+  it("output prints a job's text, and a cancelled job's partial text", async () => {
+    const done = await runCli(["submit", "--prompt", "print me back", "--wait", "--json"], env);
+    const finished = (JSON.parse(done.stdout.trim().split("\n").at(-1) as string) as { data: Job })
+      .data;
+    const printed = await runCli(["output", finished.id], env);
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toMatch(/^You asked: "print me back"\./);
+    const job = await submitSlow();
+    await untilRunning(job.id);
+    await client().cancel(job.id);
+    const partial = await runCli(["output", job.id, "--json"], env);
+    const rows = JSON.parse(partial.stdout) as { key: string; status: string; partial: boolean }[];
+    expect(rows).toEqual([
+      expect.objectContaining({ key: "slow", status: "cancelled", partial: true }),
+    ]);
+  });
+
   it("a bad token, an unknown job and bad usage exit 2 with one clear line", async () => {
     const badToken = await runCli(["jobs"], { QUENCH_URL: server.url, QUENCH_TOKEN: "nonsense" });
     expect(badToken).toMatchObject({ code: 2, stdout: "" });
@@ -310,13 +352,22 @@ describe("the quench CLI as a real process against a real server", () => {
       "quench: QUENCH_PRIVATE_KEY must be a private key of 64 hex digits\n",
     );
     const badFlag = await runCli(["jobs", "--colour"], env);
-    expect(badFlag.code).toBe(2);
-    expect(badFlag.stderr).toMatch(/^quench: Unknown option '--colour'/);
+    expect(badFlag).toMatchObject({ code: 2, stderr: "quench: unknown option '--colour'\n" });
+    const typo = await runCli(["submit", "--promt", "hi"], env);
+    expect(typo).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: "quench: unknown option '--promt' (did you mean --prompt?)\n",
+    });
     const badCommand = await runCli(["launch"], env);
     expect(badCommand).toMatchObject({
       code: 2,
-      stderr: "quench: unknown command launch; quench --help lists them\n",
+      stderr: "quench: unknown command 'launch'; quench --help lists them\n",
     });
+    const nearCommand = await runCli(["cancle", id], env);
+    expect(nearCommand.stderr).toBe(
+      "quench: unknown command 'cancle' (did you mean cancel?); quench --help lists them\n",
+    );
     const closed = await listen({ fetch: () => new Response("") });
     await closed.close();
     const down = await runCli(["jobs", "--url", closed.url], env);

@@ -75,7 +75,13 @@ describe("the live view of quench watch", () => {
       2_000,
       "no redraw",
     );
-    expect(text).toContain("\x1b[2A\x1b[2Kjob 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
+    // log-update erased the block it drew (line by line, cursor up) and drew the new one.
+    const redraw = text.slice(text.indexOf("\x1b[2K"));
+    const ESC = "\x1b";
+    expect(redraw.startsWith(`${ESC}[2K${ESC}[1A`)).toBe(true);
+    expect(redraw).toContain(`${ESC}[2K${ESC}[G`);
+    expect(redraw).toContain("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
+    expect(redraw).toContain("hello");
     view.close(job("cancelled", "cancelled"));
     expect(text.trim().split("\n").at(-1)).toBe(
       "job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756 cancelled after 4.0 s (cancelled by service:cli); work stopped 12 ms after the cancel",
