@@ -85,7 +85,7 @@ runSignedIn(argv).then(
     }
     if (err instanceof CommanderError) {
       // --help (anywhere) and --version print and end here, having run nothing.
-      if (err.code === "commander.helpDisplayed" || err.code === "commander.version") {
+      if (err.exitCode === 0) {
         process.exitCode = EXIT.ok;
         return;
       }

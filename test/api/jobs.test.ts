@@ -87,6 +87,9 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
           "instance",
           "metadata",
           "owner",
+          "queue_position",
+          "resumed_by",
+          "resumed_from",
           "started_at",
           "status",
           "stopped_at",
@@ -94,6 +97,7 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
         ].sort(),
       );
       expect(body.usage).toEqual({ gpu_ms: 0, cost_usd: null });
+      expect(body).toMatchObject({ resumed_from: null, resumed_by: null });
       expect((body.executions as Record<string, unknown>[])[0]).toMatchObject({
         key: "only",
         provider: "slow",
@@ -102,6 +106,9 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
         partial: false,
         output: null,
         remote_id: null,
+        resumed: false,
+        progress: null,
+        gpu_released_at: null,
         remote_stop: null,
         usage: { gpu_ms: 0, source: "wall_clock", cost_usd: null },
       });

@@ -359,10 +359,10 @@ describe("the quench CLI as a real process against a real server", () => {
       stdout: "",
       stderr: "quench: unknown option '--promt' (did you mean --prompt?)\n",
     });
-    const badCommand = await runCli(["launch"], env);
+    const badCommand = await runCli(["frobnicate"], env);
     expect(badCommand).toMatchObject({
       code: 2,
-      stderr: "quench: unknown command 'launch'; quench --help lists them\n",
+      stderr: "quench: unknown command 'frobnicate'; quench --help lists them\n",
     });
     const nearCommand = await runCli(["cancle", id], env);
     expect(nearCommand.stderr).toBe(
