@@ -1,8 +1,7 @@
 import { createClient, type QuenchClient } from "../client/client.js";
+import { DEFAULT_URL } from "./defaults.js";
 import { UsageError } from "./errors.js";
 import { sessionCache } from "./session-cache.js";
-
-export const DEFAULT_URL = "http://127.0.0.1:8080";
 
 /**
  * Credentials for one run of the CLI: QUENCH_TOKEN (a service or session

@@ -1,12 +1,12 @@
 import { Command, type CommanderError, Option } from "commander";
-import { cancelJob, cancelJobs } from "./commands/cancel.js";
-import { listJobs } from "./commands/jobs.js";
-import { printOutput } from "./commands/output.js";
-import { describeResume } from "./commands/resume.js";
-import { submitBody } from "./commands/submit.js";
-import { followJob } from "./commands/watch.js";
-import { type Credentials, DEFAULT_URL } from "./connect.js";
+import type { Credentials } from "./connect.js";
+import { DEFAULT_URL } from "./defaults.js";
 import { EXIT, UsageError } from "./errors.js";
+
+// Each command loads its code when it runs: `--help` (and a typo) stay quick.
+const followJob = async (...args: Parameters<typeof import("./commands/watch.js").followJob>) =>
+  (await import("./commands/watch.js")).followJob(...args);
+
 import type { Screen } from "./live-view.js";
 
 /** SPEC's limit of one bulk cancel. */
@@ -104,6 +104,7 @@ refused request.`,
     .option("--wait", "follow the job to its end", false)
     .action(async (o: SubmitOptions, cmd: Command) => {
       const { json } = globals(cmd);
+      const { submitBody } = await import("./commands/submit.js");
       const body = await submitBody({ ...o, "max-parallel": o.maxParallel }, io.readStdin);
       const client = await connect(cmd);
       const job = await client.submit(body, { idempotencyKey: o.idempotencyKey });
@@ -130,6 +131,7 @@ refused request.`,
     .option("--reason <text>", "why (kept on the job)")
     .action(async (ids: string[], o: { reason?: string }, cmd: Command) => {
       if (ids.length > MAX_BULK) throw new UsageError(`at most ${MAX_BULK} ids in one cancel`);
+      const { cancelJob, cancelJobs } = await import("./commands/cancel.js");
       const client = await connect(cmd);
       const options = { reason: o.reason, json: globals(cmd).json, write: io.out };
       if (ids.length === 1) await cancelJob(client, ids[0] as string, options);
@@ -147,6 +149,7 @@ refused request.`,
       const { json } = globals(cmd);
       const client = await connect(cmd);
       const job = await client.resume(id);
+      const { describeResume } = await import("./commands/resume.js");
       if (json && !o.wait) io.out(`${JSON.stringify(job)}\n`);
       else if (!json) io.out(`${describeResume(id, job)}\n`);
       if (o.wait) {
@@ -180,6 +183,7 @@ refused request.`,
     .argument("<id>", "the job")
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const client = await connect(cmd);
+      const { printOutput } = await import("./commands/output.js");
       printOutput(await client.job(id), { json: globals(cmd).json, write: io.out });
     });
 
@@ -190,6 +194,7 @@ refused request.`,
     .option("--limit <n>", "how many (1-100)")
     .option("--cursor <cursor>", "the next page, from an earlier --json answer")
     .action(async (o: { status?: string; limit?: string; cursor?: string }, cmd: Command) => {
+      const { listJobs } = await import("./commands/jobs.js");
       const client = await connect(cmd);
       await listJobs(client, { ...o, json: globals(cmd).json, write: io.out });
     });
