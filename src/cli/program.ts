@@ -107,6 +107,8 @@ refused request.`,
       const { submitBody } = await import("./commands/submit.js");
       const body = await submitBody({ ...o, "max-parallel": o.maxParallel }, io.readStdin);
       const client = await connect(cmd);
+      // Loaded before the submit: the stream must open as soon as the job exists.
+      const watch = o.wait ? await import("./commands/watch.js") : undefined;
       const job = await client.submit(body, { idempotencyKey: o.idempotencyKey });
       if (!o.wait) {
         io.out(
@@ -118,7 +120,11 @@ refused request.`,
       }
       if (!json) io.out(`submitted job ${job.id}\n`);
       setCode(
-        await followJob(client, job.id, { json, screen: io.screen, signal: io.interruptible() }),
+        await (watch?.followJob ?? followJob)(client, job.id, {
+          json,
+          screen: io.screen,
+          signal: io.interruptible(),
+        }),
       );
     });
 
