@@ -5,10 +5,8 @@ import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import type { GpuRelease } from "../providers/nvidia-smi.js";
+import { createBackgroundWrites, RECORD_RETRY_MS } from "./background-writes.js";
 import type { JobFeed } from "./job-feed.js";
-
-/** How long a release's record retries through a database outage. */
-const RECORD_RETRY_MS = 30_000;
 
 /**
  * Where a `gpu_check` execution's GPU release is recorded once nvidia-smi
@@ -24,7 +22,7 @@ export function createGpuReleases(deps: {
   metrics: Metrics;
   logger: Logger;
 }) {
-  const pending = new Set<Promise<void>>();
+  const writes = createBackgroundWrites();
 
   async function write(exec: ExecutionRow, release: GpuRelease & { pids: number[] }) {
     const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, RECORD_RETRY_MS);
@@ -78,14 +76,12 @@ export function createGpuReleases(deps: {
           "gpu_not_released: GPU memory still held after the process group was gone",
         );
       }
-      const written: Promise<void> = write(exec, release)
-        .catch((err: unknown) => log.error({ err }, "recording the GPU release failed"))
-        .finally(() => pending.delete(written));
-      pending.add(written);
+      writes.add(write(exec, release), (err) =>
+        log.error({ err }, "recording the GPU release failed"),
+      );
     },
-    async settled(): Promise<void> {
-      await Promise.allSettled([...pending]);
-    },
+    /** Resolves once every record in flight has been written (or has failed). */
+    settled: writes.settled,
   };
 }
 

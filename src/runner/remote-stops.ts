@@ -5,10 +5,8 @@ import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import type { RemoteStop } from "../providers/types.js";
+import { createBackgroundWrites, RECORD_RETRY_MS } from "./background-writes.js";
 import type { JobFeed } from "./job-feed.js";
-
-/** How long a remote stop's record retries through a database outage. */
-const RECORD_RETRY_MS = 30_000;
 
 /**
  * Where a remote-queue execution's stop is recorded once the provider has
@@ -25,7 +23,7 @@ export function createRemoteStops(deps: {
   metrics: Metrics;
   logger: Logger;
 }) {
-  const pending = new Set<Promise<void>>();
+  const writes = createBackgroundWrites();
 
   async function write(exec: ExecutionRow, stop: RemoteStop, usage?: UsageRecord): Promise<void> {
     const record: RemoteStopRecord = {
@@ -77,15 +75,12 @@ export function createRemoteStops(deps: {
       } else {
         log.info({ provider: exec.provider, outcome: stop.outcome }, "remote stop");
       }
-      const written: Promise<void> = write(exec, stop, usage)
-        .catch((err: unknown) => log.error({ err }, "recording the remote stop failed"))
-        .finally(() => pending.delete(written));
-      pending.add(written);
+      writes.add(write(exec, stop, usage), (err) =>
+        log.error({ err }, "recording the remote stop failed"),
+      );
     },
     /** Resolves once every record in flight has been written (or has failed). */
-    async settled(): Promise<void> {
-      await Promise.allSettled([...pending]);
-    },
+    settled: writes.settled,
   };
 }
 

@@ -54,6 +54,21 @@ describe("quench watch on a terminal: keys", () => {
     await api?.close();
   });
 
+  /** `quench watch` of `id` on a pretend terminal, with keys the test presses. */
+  function watch(id: string) {
+    const board = keyboard();
+    const screen = {
+      tty: true,
+      columns: 120,
+      text: "",
+      write(t: string) {
+        screen.text += t;
+      },
+    };
+    const watching = followJob(client, id, { json: false, screen, keys: board.keys });
+    return { press: board.press, screen, watching };
+  }
+
   const submit = async () =>
     (
       await client.submit({
@@ -63,61 +78,37 @@ describe("quench watch on a terminal: keys", () => {
 
   it("c asks, any other key keeps it running, c then y cancels: exit 1 and the job cancelled", async () => {
     const id = await submit();
-    const board = keyboard();
-    let text = "";
-    const watching = followJob(client, id, {
-      json: false,
-      screen: {
-        tty: true,
-        columns: 120,
-        write: (t) => {
-          text += t;
-        },
-      },
-      keys: board.keys,
-    });
-    await waitUntil(() => text.includes("running"), 10_000, "the job running");
-    board.press("c");
-    await waitUntil(() => text.includes("y cancels it"), 5_000, "the question");
-    board.press("x");
+    const { press, screen, watching } = watch(id);
+    await waitUntil(() => screen.text.includes("running"), 10_000, "the job running");
+    press("c");
+    await waitUntil(() => screen.text.includes("y cancels it"), 5_000, "the question");
+    press("x");
     await waitUntil(
-      () => text.lastIndexOf("c cancel the job") > text.lastIndexOf("y cancels it"),
+      () => screen.text.lastIndexOf("c cancel the job") > screen.text.lastIndexOf("y cancels it"),
       5_000,
       "dismissed",
     );
     expect((await client.job(id)).status).toBe("running");
-    board.press("c");
-    board.press("y");
+    press("c");
+    press("y");
     expect(await watching).toBe(1);
     const job = await client.job(id);
     expect(job).toMatchObject({
       status: "cancelled",
       cancel_reason: "cancelled from quench watch",
     });
-    expect(text.trim().split("\n").at(-1)).toMatch(
+    expect(screen.text.trim().split("\n").at(-1)).toMatch(
       /cancelled after .*work stopped \d+ ms after the cancel$/,
     );
   });
 
   it("q stops watching with exit 0 and leaves the job running", async () => {
     const id = await submit();
-    const board = keyboard();
-    let text = "";
-    const watching = followJob(client, id, {
-      json: false,
-      screen: {
-        tty: true,
-        columns: 120,
-        write: (t) => {
-          text += t;
-        },
-      },
-      keys: board.keys,
-    });
-    await waitUntil(() => text.includes("running"), 10_000, "the job running");
-    board.press("q");
+    const { press, screen, watching } = watch(id);
+    await waitUntil(() => screen.text.includes("running"), 10_000, "the job running");
+    press("q");
     expect(await watching).toBe(0);
-    expect(text).toContain(`stopped watching; job ${id} keeps running`);
+    expect(screen.text).toContain(`stopped watching; job ${id} keeps running`);
     expect((await client.job(id)).status).toBe("running");
     await client.cancel(id);
   });

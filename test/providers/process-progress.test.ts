@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "undici";
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { background, withCancelCause } from "../../src/context/context.js";
 import { ProviderError } from "../../src/providers/errors.js";
 import { fakeNvidiaSmi } from "../helpers/nvidia-smi.js";
+import { alive, pidsFrom } from "../helpers/pids.js";
 import { withDeadline } from "../helpers/process.js";
 import { registryOf, rejectionOf, runOn } from "../helpers/providers.js";
 import { waitUntil } from "../helpers/wait.js";
@@ -20,30 +21,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
   await agent.close();
 });
-
-async function alive(pid: number): Promise<boolean> {
-  try {
-    return !/^\S+ \(.*\) [ZX] /.test(await readFile(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-async function pidsFrom(file: string): Promise<{ child: number; grandchild: number }> {
-  return withDeadline(
-    (async () => {
-      for (;;) {
-        try {
-          return JSON.parse(await readFile(file, "utf8"));
-        } catch {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-      }
-    })(),
-    10_000,
-    "the script never wrote its pids",
-  );
-}
 
 function trainer(extra: Record<string, unknown> = {}, nvidiaSmi?: string) {
   return registryOf(

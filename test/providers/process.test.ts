@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "undici";
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { background, withCancelCause } from "../../src/context/context.js";
 import { CancelCause } from "../../src/providers/causes.js";
 import { groupAlive } from "../../src/providers/process-group.js";
-import { withDeadline } from "../helpers/process.js";
+import { alive, pidsFrom } from "../helpers/pids.js";
 import { registryOf, rejectionOf, runOn } from "../helpers/providers.js";
 
 const SCRIPT = new URL("../fakes/scripts/trainer.mjs", import.meta.url).pathname;
@@ -19,32 +19,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
   await agent.close();
 });
-
-/** Alive and not a zombie (an orphan PID 1 has not reaped yet counts as gone). */
-async function alive(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return !/^\S+ \(.*\) [ZX] /.test(stat);
-  } catch {
-    return false;
-  }
-}
-
-async function pidsFrom(file: string): Promise<{ child: number; grandchild: number }> {
-  return withDeadline(
-    (async () => {
-      for (;;) {
-        try {
-          return JSON.parse(await readFile(file, "utf8"));
-        } catch {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-      }
-    })(),
-    10_000,
-    "the script never wrote its pids",
-  );
-}
 
 async function trainer(extra: Record<string, unknown> = {}) {
   return registryOf(
