@@ -2,6 +2,7 @@ import { serve } from "@hono/node-server";
 import { createPublicClient, http } from "viem";
 import { createApp } from "./api/app.js";
 import { ConfigError, loadConfig } from "./config.js";
+import { dashboardRoutes } from "./dashboard/routes.js";
 import { createLogger } from "./logger.js";
 import { ProvidersConfigError } from "./providers/config.js";
 import { startRuntime } from "./runtime.js";
@@ -49,9 +50,12 @@ async function main(): Promise<void> {
             corsOrigins: config.corsOrigins,
             rateLimits: config.rateLimits,
             trustFlyClientIp: config.onFly,
-            minifyDashboard: config.env === "production",
           },
   });
+  // The dashboard is mounted here, by the entry: the API app knows nothing of it.
+  if (config.role !== "runner") {
+    app.route("/", dashboardRoutes({ logger, minify: config.env === "production" }));
+  }
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) =>
     logger.info({ host: config.host, port: info.port }, "listening"),
   );

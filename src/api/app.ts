@@ -4,7 +4,6 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type { PublicClient } from "viem";
-import { dashboardRoutes } from "../dashboard/routes.js";
 import { unavailableCode } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import type { ProviderRegistry } from "../providers/registry.js";
@@ -50,8 +49,6 @@ export interface JobsApiDeps {
   webhookRules: UrlRules;
   /** SSE tuning, for tests. */
   stream?: { heartbeatMs?: number; pollMs?: number };
-  /** Minify the dashboard's script (production). */
-  minifyDashboard?: boolean;
 }
 
 export interface AppDeps extends OperationsDeps {
@@ -203,6 +200,5 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.use("/api/v1/webhooks/*", requireAuth(api.auth));
   app.route("/api/v1", webhookRoutes({ db, rules: api.webhookRules }));
   app.route("/api/v1", streamRoutes({ db, feed: api.feed, streams: api.streams, ...api.stream }));
-  app.route("/", dashboardRoutes({ logger: deps.logger, minify: api.minifyDashboard ?? false }));
   return app;
 }

@@ -3,23 +3,9 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { isDatabaseUnavailable } from "../db/unavailable.js";
+import { ERROR_STATUS, type ErrorCode } from "../vocabulary.js";
 
-/** SPEC.md section 3's error codes, each with its HTTP status. */
-export const ERROR_STATUS = {
-  invalid_request: 400,
-  unauthenticated: 401,
-  forbidden: 403,
-  not_found: 404,
-  not_cancellable: 409,
-  not_resumable: 409,
-  conflict: 409,
-  payload_too_large: 413,
-  rate_limited: 429,
-  internal: 500,
-  unavailable: 503,
-} as const satisfies Record<string, ContentfulStatusCode>;
-
-export type ErrorCode = keyof typeof ERROR_STATUS;
+export { ERROR_STATUS, type ErrorCode } from "../vocabulary.js";
 
 /** An error a handler throws on purpose; `app.onError` turns it into SPEC's shape. */
 export class ApiError extends Error {

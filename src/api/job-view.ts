@@ -1,3 +1,4 @@
+import type { Execution, Job, JobEvent } from "../client/types.js";
 import type { JobWithExecutions } from "../db/jobs.js";
 import type { ExecutionRow, JobEventRow, UsageRecord } from "../db/schema.js";
 import { jobUsage } from "../runner/usage.js";
@@ -6,12 +7,12 @@ import { jobUsage } from "../runner/usage.js";
 const NO_USAGE: UsageRecord = { gpu_ms: 0, source: "wall_clock", cost_usd: null };
 
 /** The job object of SPEC.md section 3: snake_case, ISO-8601 UTC timestamps. */
-export function jobView(job: JobWithExecutions & { queuePosition?: number | null }) {
+export function jobView(job: JobWithExecutions & { queuePosition?: number | null }): Job {
   return {
     id: job.id,
     owner: job.owner,
     status: job.status,
-    created_at: iso(job.createdAt),
+    created_at: job.createdAt.toISOString(),
     started_at: iso(job.startedAt),
     finished_at: iso(job.finishedAt),
     deadline_at: iso(job.deadlineAt),
@@ -31,7 +32,7 @@ export function jobView(job: JobWithExecutions & { queuePosition?: number | null
   };
 }
 
-export function executionView(e: ExecutionRow) {
+export function executionView(e: ExecutionRow): Execution {
   return {
     id: e.id,
     key: e.key,
@@ -53,7 +54,7 @@ export function executionView(e: ExecutionRow) {
   };
 }
 
-export function eventView(e: JobEventRow) {
+export function eventView(e: JobEventRow): JobEvent {
   return { at: e.at.toISOString(), type: e.type, actor: e.actor, data: e.data };
 }
 

@@ -1,4 +1,4 @@
-import { WEBHOOK_EVENT_TYPES } from "../db/webhook-outbox.js";
+import { WEBHOOK_EVENT_TYPES } from "../vocabulary.js";
 
 type Schema = Record<string, unknown>;
 

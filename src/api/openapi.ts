@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { EXECUTION_STATUSES, JOB_STATUSES } from "../db/statuses.js";
+import { EXECUTION_STATUSES, JOB_STATUSES } from "../vocabulary.js";
 import { ERROR_STATUS } from "./errors.js";
 import { type DocParts, webhookPaths } from "./openapi-webhooks.js";
 import {

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { JOB_STATUSES } from "../db/statuses.js";
+import type { SubmitRequest } from "../client/types.js";
+import { JOB_STATUSES } from "../vocabulary.js";
 
 /** Free text stored in a `text` column: Postgres refuses NUL there, so we refuse it first. */
 const text = (max: number) =>
@@ -80,6 +81,12 @@ export const submitSchema = z
   });
 
 export type SubmitBody = z.infer<typeof submitSchema>;
+
+// The published client's `SubmitRequest` is written out by hand; these fail to
+// compile if it and the schema that validates the body ever disagree.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const submitRequestMatchesSchema: Same<z.input<typeof submitSchema>, SubmitRequest> = true;
+void submitRequestMatchesSchema;
 
 /** A dependency cycle among the executions, as a list of keys, if there is one. */
 function findCycle(executions: { key: string; depends_on: string[] }[]): string[] | undefined {

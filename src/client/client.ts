@@ -1,4 +1,4 @@
-import { isTerminalJobStatus } from "../db/statuses.js";
+import { isTerminalJobStatus } from "../vocabulary.js";
 import { errorFromFetch, errorFromResponse, QuenchError } from "./errors.js";
 import { sseMessages } from "./sse.js";
 import type {

@@ -1,4 +1,4 @@
-import type { ErrorCode } from "../api/errors.js";
+import type { ErrorCode } from "../vocabulary.js";
 
 /**
  * What a call can fail with: SPEC.md's codes (the server's `error.code`), or

@@ -1,17 +1,114 @@
-import type { z } from "zod";
-import type { eventView, executionView, jobView } from "../api/job-view.js";
-import type { submitSchema } from "../api/schemas.js";
-import type { JobStatus } from "../db/statuses.js";
+import type { ErrorCode, ExecutionStatus, JobStatus } from "../vocabulary.js";
 
-// The wire types of SPEC.md section 3, taken from the server's own views and
-// schemas, so the client cannot drift from what the server sends and accepts.
+// The wire types of SPEC.md section 3, written out: the published client
+// depends on nothing of the server's. The server is held to them instead:
+// its views are typed with these (src/api/job-view.ts), and src/api/schemas.ts
+// checks that the submit schema accepts exactly `SubmitRequest`.
 
-export type { ExecutionStatus, JobStatus } from "../db/statuses.js";
-export type Job = ReturnType<typeof jobView>;
-export type Execution = ReturnType<typeof executionView>;
-export type JobEvent = ReturnType<typeof eventView>;
+export type { ErrorCode, ExecutionStatus, JobStatus } from "../vocabulary.js";
+
+/** A JSON value, as the API carries inputs, outputs and metadata. */
+export type JsonValue =
+  | string
+  | number
+  | boolean
+  | null
+  | JsonValue[]
+  | { [key: string]: JsonValue };
+
+/** A failed job's or execution's reason: a stable code and a message for people. */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+/** How the provider's own stop of remote work went (remote-queue kinds). */
+export interface RemoteStop {
+  requested_at: string;
+  confirmed_at: string | null;
+  outcome: "confirmed" | "requested" | "already_finished" | "failed";
+}
+
+/** GPU time an execution used: billed by the provider where it says, else wall clock. */
+export interface ExecutionUsage {
+  gpu_ms: number;
+  source: "provider" | "wall_clock";
+  cost_usd: number | null;
+}
+
+export interface Execution {
+  id: string;
+  key: string;
+  provider: string;
+  model: string;
+  status: ExecutionStatus;
+  depends_on: string[];
+  started_at: string | null;
+  finished_at: string | null;
+  output: unknown;
+  partial: boolean;
+  error: ErrorInfo | null;
+  remote_id: string | null;
+  /** Carried over, completed, from the job this one resumes. */
+  resumed: boolean;
+  /** The latest structured progress report (`process`), else null. */
+  progress: unknown;
+  /** `gpu_check`: when nvidia-smi showed the GPU memory freed. */
+  gpu_released_at: string | null;
+  remote_stop: RemoteStop | null;
+  usage: ExecutionUsage;
+}
+
+/** The job object of SPEC.md section 3. */
+export interface Job {
+  id: string;
+  owner: string;
+  status: JobStatus;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  deadline_at: string | null;
+  cancelled_at: string | null;
+  cancelled_by: string | null;
+  cancel_reason: string | null;
+  stopped_at: string | null;
+  attempt: number;
+  instance: string | null;
+  error: ErrorInfo | null;
+  metadata: Record<string, unknown>;
+  /** Queued jobs only: 1 + the queued jobs claimed before it. */
+  queue_position: number | null;
+  resumed_from: string | null;
+  resumed_by: string | null;
+  usage: { gpu_ms: number; cost_usd: number | null };
+  executions: Execution[];
+}
+
+/** One line of a job's audit trail. */
+export interface JobEvent {
+  at: string;
+  type: string;
+  actor: string | null;
+  data: Record<string, unknown>;
+}
+
 /** The body of `POST /jobs`; fields with a server default are optional. */
-export type SubmitRequest = z.input<typeof submitSchema>;
+export interface SubmitRequest {
+  executions: {
+    key: string;
+    provider: string;
+    model: string;
+    input?: JsonValue;
+    depends_on?: string[];
+    timeout_ms?: number;
+    retries?: number;
+  }[];
+  timeout_ms?: number;
+  max_parallel?: number;
+  metadata?: Record<string, JsonValue>;
+  /** `jobs:admin` only: submit on behalf of this wallet. */
+  owner?: string;
+}
 
 export interface JobPage {
   jobs: Job[];

@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { type ExecutionStatus, executionStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { storableJson } from "./json.js";
 import {
@@ -9,7 +10,6 @@ import {
   type RemoteStopRecord,
   type UsageRecord,
 } from "./schema.js";
-import { type ExecutionStatus, executionStatusesInto } from "./statuses.js";
 
 /** The guard of every update that moves an execution to `to`. */
 export function executionGuard(to: ExecutionStatus) {

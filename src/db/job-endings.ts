@@ -8,12 +8,12 @@
  * `jobEnded` notice (src/runner/job-ended.ts) for what the result says.
  */
 import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions } from "./executions.js";
 import { type EndGuard, holds } from "./job-transitions.js";
 import { type ErrorInfo, executions, type JobRow, jobs } from "./schema.js";
-import { type JobStatus, jobStatusesInto } from "./statuses.js";
 import { enqueueJobEvent } from "./webhook-outbox.js";
 
 function jobGuard(to: JobStatus) {

@@ -17,12 +17,12 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
+import { type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent, appendEvents } from "./events.js";
 import { resetRunningExecutions } from "./executions.js";
 import { type JobWithExecutions, withExecutions } from "./jobs.js";
 import { jobs } from "./schema.js";
-import { type JobStatus, jobStatusesInto } from "./statuses.js";
 
 function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));

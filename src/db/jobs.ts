@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { listExecutions } from "./executions.js";
@@ -10,7 +11,6 @@ import {
 } from "./idempotency.js";
 import { storableJson } from "./json.js";
 import { type ExecutionRow, executions, type JobRow, jobs } from "./schema.js";
-import type { JobStatus } from "./statuses.js";
 
 export type JobWithExecutions = JobRow & { executions: ExecutionRow[] };
 

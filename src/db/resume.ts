@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { and, asc, eq, isNull } from "drizzle-orm";
+import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { executions, jobs } from "./schema.js";
-import type { JobStatus } from "./statuses.js";
 
 /** The statuses a job can be resumed from (SPEC.md section 3, `POST /jobs/:id/resume`). */
 const RESUMABLE: ReadonlySet<JobStatus> = new Set(["cancelled", "failed", "partial", "timed_out"]);

@@ -18,10 +18,8 @@ import {
   type ExecutionStatus,
   JOB_STATUSES,
   type JobStatus,
-  sqlList,
-} from "./statuses.js";
+} from "../vocabulary.js";
 
-/** What a failed job or execution records: a stable code and a human message. */
 /** An execution's remote stop, as SPEC.md section 3 shows it (ISO times). */
 export interface RemoteStopRecord {
   requested_at: string;
@@ -262,3 +260,8 @@ export type ExecutionRow = typeof executions.$inferSelect;
 export type JobEventRow = typeof jobEvents.$inferSelect;
 export type WebhookRow = typeof webhooks.$inferSelect;
 export type WebhookEventRow = typeof webhookEvents.$inferSelect;
+
+/** `'a', 'b'` for a CHECK constraint; the values are the constants above, never input. */
+export function sqlList(values: readonly string[]): string {
+  return values.map((v) => `'${v}'`).join(", ");
+}

@@ -7,21 +7,11 @@
  * mid-attempt only delays the next one.
  */
 import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import type { WebhookEventType } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { storableJson } from "./json.js";
 import { rowsOf } from "./rows.js";
 import { webhookEvents, webhooks } from "./schema.js";
-
-/** The event types of SPEC.md section 3. */
-export const WEBHOOK_EVENT_TYPES = [
-  "job.completed",
-  "job.partial",
-  "job.failed",
-  "job.cancelled",
-  "job.timed_out",
-  "job.stopped",
-] as const;
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 /**
  * One outbox row per live webhook that covers the job's owner and wants

@@ -1,4 +1,4 @@
-import type { ExecutionStatus } from "../db/statuses.js";
+import type { ExecutionStatus } from "../vocabulary.js";
 
 export interface DagNode {
   key: string;

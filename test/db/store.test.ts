@@ -14,7 +14,7 @@ import { claimJobs, requeueJob } from "../../src/db/job-transitions.js";
 import { getJob, insertJob, listJobs } from "../../src/db/jobs.js";
 import { consumeNonce, createNonce, purgeExpiredNonces } from "../../src/db/nonces.js";
 import { executions, idempotencyKeys, jobEvents, jobs } from "../../src/db/schema.js";
-import type { ExecutionStatus, JobStatus } from "../../src/db/statuses.js";
+import type { ExecutionStatus, JobStatus } from "../../src/vocabulary.js";
 import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, deleteJob, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
 

@@ -11,7 +11,7 @@ import {
   JOB_STATUSES,
   JOB_TRANSITIONS,
   type JobStatus,
-} from "../../src/db/statuses.js";
+} from "../../src/vocabulary.js";
 import { DRIVERS, useTestDatabase } from "../helpers/databases.js";
 import { claimOnly, deleteJob, INSTANCE, jobIn, reload, submit } from "../helpers/jobs.js";
 

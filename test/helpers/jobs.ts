@@ -12,7 +12,7 @@ import {
   type NewJob,
 } from "../../src/db/jobs.js";
 import { jobs } from "../../src/db/schema.js";
-import type { JobStatus } from "../../src/db/statuses.js";
+import type { JobStatus } from "../../src/vocabulary.js";
 
 export const INSTANCE = "test-instance";
 

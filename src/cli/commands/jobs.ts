@@ -1,6 +1,6 @@
 import type { QuenchClient } from "../../client/client.js";
 import type { Job, JobStatus } from "../../client/types.js";
-import { JOB_STATUSES } from "../../db/statuses.js";
+import { JOB_STATUSES } from "../../vocabulary.js";
 import { UsageError } from "../errors.js";
 import { elapsed, table } from "../format.js";
 

@@ -4,7 +4,7 @@ import { isQuenchError } from "../../client/errors.js";
 import { stopDelayMs } from "../../client/job-facts.js";
 import { signInWithWallet } from "../../client/siwe.js";
 import type { Job, StreamEvent } from "../../client/types.js";
-import { isTerminalJobStatus } from "../../db/statuses.js";
+import { isTerminalJobStatus } from "../../vocabulary.js";
 import { byId, confirmDialog, h, toast } from "./dom.js";
 import { jobCard } from "./job-card.js";
 import { clearSession, loadSession, saveSession } from "./session.js";

@@ -9,7 +9,7 @@ import {
   usageText,
 } from "../../client/job-facts.js";
 import type { Execution, Job } from "../../client/types.js";
-import { isTerminalJobStatus } from "../../db/statuses.js";
+import { isTerminalJobStatus } from "../../vocabulary.js";
 import { h } from "./dom.js";
 
 const OUTPUT_CHARS = 400;

@@ -1,5 +1,9 @@
 /**
- * The statuses of SPEC.md section 2 and the transitions between them. The
+ * The shared words of SPEC.md: job and execution statuses and the
+ * transitions between them (section 2), the API's error codes with their
+ * HTTP statuses, and the webhook event types (section 3). A leaf: it imports
+ * nothing, so the server and the published `quench/client` both import it
+ * and the client never drags in the database or the HTTP framework. The
  * store's guarded updates take their `WHERE status IN (…)` lists from here,
  * the CHECK constraints their value lists, and the tests their table.
  */
@@ -69,7 +73,30 @@ export function executionStatusesInto(to: ExecutionStatus): ExecutionStatus[] {
   return EXECUTION_STATUSES.filter((from) => EXECUTION_TRANSITIONS[from].includes(to));
 }
 
-/** `'a', 'b'` for a CHECK constraint; the values are the constants above, never input. */
-export function sqlList(values: readonly string[]): string {
-  return values.map((v) => `'${v}'`).join(", ");
-}
+/** SPEC.md section 3's error codes, each with its HTTP status. */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  not_cancellable: 409,
+  not_resumable: 409,
+  conflict: 409,
+  payload_too_large: 413,
+  rate_limited: 429,
+  internal: 500,
+  unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The webhook event types of SPEC.md section 3. */
+export const WEBHOOK_EVENT_TYPES = [
+  "job.completed",
+  "job.partial",
+  "job.failed",
+  "job.cancelled",
+  "job.timed_out",
+  "job.stopped",
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
