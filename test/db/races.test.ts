@@ -13,9 +13,9 @@ import {
 import { claimJobs } from "../../src/db/job-transitions.js";
 import { insertJob } from "../../src/db/jobs.js";
 import { webhookEvents } from "../../src/db/schema.js";
-import { TERMINAL_JOB_STATUSES } from "../../src/vocabulary.js";
 import { insertWebhook } from "../../src/db/webhooks.js";
 import { createMetrics } from "../../src/metrics.js";
+import { TERMINAL_JOB_STATUSES } from "../../src/vocabulary.js";
 import { createWebhookLoop } from "../../src/webhooks/loop.js";
 import { webhookReceiver } from "../fakes/webhook-receiver.js";
 import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
