@@ -7,6 +7,10 @@ import { ERROR_STATUS, type ErrorCode } from "../vocabulary.js";
 
 export { ERROR_STATUS, type ErrorCode } from "../vocabulary.js";
 
+// Every code's status must be one hono can send with a body.
+const statusesSendable: Record<ErrorCode, ContentfulStatusCode> = ERROR_STATUS;
+void statusesSendable;
+
 /** An error a handler throws on purpose; `app.onError` turns it into SPEC's shape. */
 export class ApiError extends Error {
   constructor(

@@ -1,4 +1,4 @@
-import type { ErrorCode, ExecutionStatus, JobStatus } from "../vocabulary.js";
+import type { ExecutionStatus, JobStatus } from "../vocabulary.js";
 
 // The wire types of SPEC.md section 3, written out: the published client
 // depends on nothing of the server's. The server is held to them instead:
