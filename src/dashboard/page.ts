@@ -64,13 +64,14 @@ textarea { font: inherit; width: 100%; padding: 8px; border-radius: 8px; border:
 #account { display: flex; align-items: center; gap: 8px; font-family: ui-monospace, monospace; font-size: .85rem; }
 ul#jobs { list-style: none; padding: 0; margin: 0; display: grid; gap: 10px; }
 li.job { border: 1px solid var(--line); border-radius: 10px; padding: 10px 12px; display: grid; gap: 6px; }
-.job-head { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; justify-content: space-between; }
+.job-head { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; }
+.job-head .actions { margin-left: auto; min-width: 7.5em; display: flex; justify-content: flex-end; }
 .job-id { font-family: ui-monospace, monospace; font-size: .85rem; overflow-wrap: anywhere; }
 .status { font-size: .8rem; font-weight: 600; padding: 2px 8px; border-radius: 999px; background: #8882; }
 .status-running { background: #1c7ed633; } .status-queued { background: #fab00533; }
 .status-completed { background: #2f9e4433; } .status-cancelled, .status-failed, .status-timed_out, .status-partial { background: #e0313133; }
 .execution { font-size: .85rem; color: var(--muted); overflow-wrap: anywhere; }
-.output { font-size: .85rem; white-space: pre-wrap; overflow-wrap: anywhere; max-height: 6.5em; overflow: hidden; margin: 0; }
+.output { font-size: .85rem; line-height: 1.4; white-space: pre-wrap; overflow-wrap: anywhere; max-height: calc(1.4em * 6); overflow-y: auto; margin: 0; }
 .stop-time { font-size: .85rem; font-weight: 600; }
 #toasts { position: fixed; bottom: 12px; left: 12px; right: 12px; display: grid; gap: 6px; justify-items: center; pointer-events: none; }
 .toast { max-width: min(560px, 100%); overflow-wrap: anywhere; padding: 10px 14px; border-radius: 8px; background: #212529; color: #f8f9fa; box-shadow: 0 2px 10px #0004; pointer-events: auto; }

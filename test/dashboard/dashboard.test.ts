@@ -219,6 +219,65 @@ browserTest(title, () => {
     await context.close();
   });
 
+  it("updates in place: focus on Cancel survives ten updates, a selection survives the stream", async () => {
+    const { context, page, pageErrors } = await signedIn();
+    await page.getByLabel("Prompt for a demo job").fill("keep my focus and my selection");
+    await page.getByRole("button", { name: "Run demo job" }).click();
+    const card = page.locator("li.job").first();
+    await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
+    await expect
+      .poll(async () => (await card.locator("pre.output").textContent())?.length ?? 0, {
+        timeout: 15_000,
+      })
+      .toBeGreaterThan(30);
+    // Focus the Cancel button, select the first 20 characters of the output, then count updates.
+    await card.locator("button[data-action=cancel]").focus();
+    const selected = await page.evaluate(() => {
+      const w = window as unknown as { kept: Element | null; updates: number };
+      w.kept = document.activeElement;
+      w.updates = 0;
+      const pre = document.querySelector("li.job pre.output");
+      if (pre === null) throw new Error("no output");
+      new MutationObserver(() => {
+        w.updates++;
+      }).observe(pre, { subtree: true, childList: true, characterData: true });
+      // The first 20 characters, across the text nodes the pieces arrived in.
+      const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+      const range = document.createRange();
+      let seen = 0;
+      for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) {
+        const length = (node.textContent ?? "").length;
+        if (seen === 0 && length > 0) range.setStart(node, 0);
+        if (seen + length >= 20) {
+          range.setEnd(node, 20 - seen);
+          break;
+        }
+        seen += length;
+      }
+      const selection = getSelection();
+      selection?.removeAllRanges();
+      selection?.addRange(range);
+      return selection?.toString() ?? "";
+    });
+    expect(selected).toHaveLength(20);
+    await expect
+      .poll(() => page.evaluate(() => (window as unknown as { updates: number }).updates), {
+        timeout: 15_000,
+      })
+      .toBeGreaterThanOrEqual(10);
+    const after = await page.evaluate(() => {
+      const w = window as unknown as { kept: Element | null };
+      return {
+        sameFocus: document.activeElement === w.kept && w.kept?.isConnected === true,
+        selection: getSelection()?.toString() ?? "",
+      };
+    });
+    expect(after).toEqual({ sameFocus: true, selection: selected });
+    await (await clientOf(page)).cancel((await card.getAttribute("data-job-id")) as string);
+    expect(pageErrors).toEqual([]);
+    await context.close();
+  });
+
   it("a second wallet sees none of the first wallet's jobs", async () => {
     const { context: firstContext, page: firstPage } = await signedIn();
     await firstPage.getByRole("button", { name: "Run demo job" }).click();

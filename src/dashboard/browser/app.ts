@@ -1,7 +1,9 @@
+import { html, render } from "lit-html";
+import { repeat } from "lit-html/directives/repeat.js";
 import type { EIP1193Provider } from "viem";
 import { createClient } from "../../client/client.js";
 import { isQuenchError } from "../../client/errors.js";
-import { stopDelayMs } from "../../client/job-facts.js";
+import { outputText, stopDelayMs } from "../../client/job-facts.js";
 import { signInWithWallet } from "../../client/siwe.js";
 import type { Job, StreamEvent } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../vocabulary.js";
@@ -23,7 +25,8 @@ const LIST_LIMIT = 25;
 
 const client = createClient({ url: location.origin });
 const jobs = new Map<string, Job>();
-const progress = new Map<string, unknown>();
+/** Each execution's streamed text, in the pieces it arrived in. */
+const chunks = new Map<string, string[]>();
 const reports = new Map<string, unknown>();
 const streams = new Map<string, AbortController>();
 const cancelling = new Set<string>();
@@ -34,27 +37,64 @@ let drawPending = false;
 /** The last poll could not reach the server (told once, until it can). */
 let offline = false;
 
-function draw() {
-  if (drawPending) return;
-  drawPending = true;
-  requestAnimationFrame(() => {
-    drawPending = false;
-    const list = byId("jobs");
-    const sorted = [...jobs.values()].sort((a, b) =>
-      (b.created_at ?? "").localeCompare(a.created_at ?? ""),
-    );
-    list.replaceChildren(
-      ...sorted.map((job) =>
+/** Renders the list now. lit-html touches only what changed: focus, scroll and selections stay. */
+function drawNow() {
+  drawPending = false;
+  const list = byId("jobs");
+  const sorted = [...jobs.values()].sort((a, b) =>
+    (b.created_at ?? "").localeCompare(a.created_at ?? ""),
+  );
+  // Output the server holds (a finished or polled job) continues what streamed.
+  for (const job of sorted) {
+    for (const e of job.executions) {
+      const text = outputText(e.output);
+      if (text.length > (chunks.get(e.id) ?? []).reduce((n, c) => n + c.length, 0)) {
+        textChunks(e.id, text);
+      }
+    }
+  }
+  // Output boxes scrolled to their end follow new text; one scrolled up stays put.
+  const following = [...list.querySelectorAll<HTMLElement>("pre.output")].filter(
+    (pre) => pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 2,
+  );
+  render(
+    html`${repeat(
+      sorted,
+      (job) => job.id,
+      (job) =>
         jobCard(job, {
-          progress,
+          chunks,
           reports,
           cancelling: cancelling.has(job.id),
           resuming: resuming.has(job.id),
         }),
-      ),
-    );
-    byId("empty").hidden = sorted.length > 0;
+    )}`,
+    list,
+  );
+  for (const pre of following) pre.scrollTop = pre.scrollHeight;
+  byId("empty").hidden = sorted.length > 0;
+}
+
+/** At most one render per frame, however many events arrive. */
+function draw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => {
+    if (drawPending) drawNow();
   });
+}
+
+/**
+ * Keeps an execution's streamed text as the pieces it arrived in: each new
+ * piece becomes a new text node after the old ones, so a selection in the
+ * text already shown survives. Text that does not continue what was shown
+ * (a retry started over) replaces it.
+ */
+function textChunks(executionId: string, full: string) {
+  const pieces = chunks.get(executionId) ?? [];
+  const shown = pieces.join("");
+  if (full === shown) return;
+  chunks.set(executionId, full.startsWith(shown) ? [...pieces, full.slice(shown.length)] : [full]);
 }
 
 function showSignedIn(address: string | undefined) {
@@ -79,7 +119,7 @@ function signOut(message?: string) {
   for (const controller of streams.values()) controller.abort();
   streams.clear();
   jobs.clear();
-  progress.clear();
+  chunks.clear();
   reports.clear();
   cancelling.clear();
   clearSession();
@@ -104,7 +144,7 @@ function apply(event: StreamEvent) {
       if (i >= 0) job.executions[i] = event.data;
     }
   } else if (event.event === "progress") {
-    progress.set(event.data.execution_id, event.data.output);
+    textChunks(event.data.execution_id, outputText(event.data.output));
     if (event.data.progress !== null) reports.set(event.data.execution_id, event.data.progress);
   }
   draw();
@@ -229,11 +269,7 @@ async function cancel(id: string) {
   if (!confirmed) return;
   cancelling.add(id);
   // Shown at once, not on the next frame: a cancel often completes within one.
-  for (const button of document.querySelectorAll<HTMLButtonElement>("button[data-action=cancel]")) {
-    if (button.dataset.jobId !== id) continue;
-    button.textContent = "Cancelling…";
-    button.disabled = true;
-  }
+  drawNow();
   try {
     const result = await client.cancel(id, { reason: "cancelled from the dashboard" });
     const ms = stopDelayMs(result.cancelled_at, result.stopped_at);

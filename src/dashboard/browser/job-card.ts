@@ -1,6 +1,6 @@
+import { html, nothing, type TemplateResult } from "lit-html";
 import {
   canResume,
-  outputText,
   progressFraction,
   progressText,
   queueText,
@@ -10,87 +10,65 @@ import {
 } from "../../client/job-facts.js";
 import type { Execution, Job } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../vocabulary.js";
-import { h } from "./dom.js";
-
-const OUTPUT_CHARS = 400;
 
 /** What the page knows of a job besides the job itself. */
 export interface JobExtras {
-  /** The latest streamed output per execution id. */
-  progress: Map<string, unknown>;
+  /** The streamed text per execution id, in the pieces it arrived in (see app.ts `textChunks`). */
+  chunks: Map<string, string[]>;
   /** The latest structured progress report per execution id (from the stream). */
   reports: Map<string, unknown>;
   cancelling: boolean;
   resuming: boolean;
 }
 
-/** One job as a list item: status, each execution, output so far, Cancel, and the stop time. */
-export function jobCard(job: Job, extras: JobExtras): HTMLLIElement {
+/**
+ * One job as a list item, as a lit-html template: rendered again on every
+ * update, lit-html changes only the parts whose values changed, so the
+ * Cancel button keeps its focus and a selection in the output survives new
+ * text (which arrives as new text nodes after the old ones; text is always
+ * text, never HTML: provider output is untrusted).
+ */
+export function jobCard(job: Job, extras: JobExtras): TemplateResult {
   const active = !isTerminalJobStatus(job.status);
-  const cancel = active
-    ? h(
-        "button",
-        {
-          type: "button",
-          class: "danger",
-          "data-action": "cancel",
-          "data-job-id": job.id,
-          disabled: extras.cancelling,
-        },
-        extras.cancelling ? "Cancelling…" : "Cancel",
-      )
-    : canResume(job)
-      ? h(
-          "button",
-          {
-            type: "button",
-            "data-action": "resume",
-            "data-job-id": job.id,
-            disabled: extras.resuming,
-            title: "Run the unfinished executions again as a new job; completed ones are kept",
-          },
-          extras.resuming ? "Resuming…" : "Resume",
-        )
-      : null;
   const queued = queueText(job.queue_position);
-  const text = job.executions
-    .map((e) => outputText(extras.progress.get(e.id) ?? e.output))
-    .join("\n");
-  return h(
-    "li",
-    { class: "job", "data-job-id": job.id, "data-status": job.status },
-    h(
-      "div",
-      { class: "job-head" },
-      h("span", { class: "job-id", title: job.id }, job.id),
-      h("span", { class: `status status-${job.status}` }, job.status.replace("_", " ")),
-      queued ? h("span", { class: "queue" }, queued) : null,
-      cancel,
-    ),
-    ...job.executions.flatMap((e) => [
-      executionLine(e, extras.progress.get(e.id)),
-      progressBar(extras.reports.get(e.id) ?? e.progress),
-    ]),
-    text
-      ? h(
-          "pre",
-          { class: "output" },
-          text.length > OUTPUT_CHARS ? `…${text.slice(-OUTPUT_CHARS)}` : text,
-        )
-      : null,
-    job.status === "cancelled" ? h("p", { class: "stop-time" }, stopTime(job)) : null,
-    job.error ? h("p", { class: "note" }, `${job.error.code}: ${job.error.message}`) : null,
-    job.resumed_from
-      ? h("p", { class: "note" }, `Resumes job ${job.resumed_from.slice(0, 8)}.`)
-      : null,
-    job.resumed_by
-      ? h("p", { class: "note" }, `Resumed as job ${job.resumed_by.slice(0, 8)}.`)
-      : null,
-  );
+  const texts = job.executions.map((e) => extras.chunks.get(e.id) ?? []);
+  const hasText = texts.some((t) => t.length > 0);
+  return html`<li class="job" data-job-id=${job.id} data-status=${job.status}>
+    <div class="job-head">
+      <span class="status status-${job.status}">${job.status.replace("_", " ")}</span>
+      <span class="job-id" title=${job.id}>${job.id}</span>
+      ${queued ? html`<span class="queue">${queued}</span>` : nothing}
+      <span class="actions">${action(job, extras, active)}</span>
+    </div>
+    ${job.executions.map(
+      (e) =>
+        html`${executionLine(e, extras.chunks.get(e.id))}${progressBar(
+          extras.reports.get(e.id) ?? e.progress,
+        )}`,
+    )}
+    ${hasText ? html`<pre class="output">${texts.map((t, i) => html`${i > 0 ? "\n" : ""}${t}`)}</pre>` : nothing}
+    ${job.status === "cancelled" ? html`<p class="stop-time">${stopTime(job)}</p>` : nothing}
+    ${job.error ? html`<p class="note">${job.error.code}: ${job.error.message}</p>` : nothing}
+    ${job.resumed_from ? html`<p class="note">Resumes job ${job.resumed_from.slice(0, 8)}.</p>` : nothing}
+    ${job.resumed_by ? html`<p class="note">Resumed as job ${job.resumed_by.slice(0, 8)}.</p>` : nothing}
+  </li>`;
 }
 
-function executionLine(e: Execution, progress: unknown): HTMLElement {
-  const chars = outputText(progress ?? e.output).length;
+/** Cancel while the job is live, Resume once its work stopped; the same button element across updates. */
+function action(job: Job, extras: JobExtras, active: boolean) {
+  if (active) {
+    return html`<button type="button" class="danger" data-action="cancel" data-job-id=${job.id}
+      ?disabled=${extras.cancelling}>${extras.cancelling ? "Cancelling…" : "Cancel"}</button>`;
+  }
+  if (!canResume(job)) return nothing;
+  return html`<button type="button" data-action="resume" data-job-id=${job.id} ?disabled=${extras.resuming}
+    title="Run the unfinished executions again as a new job; completed ones are kept">${
+      extras.resuming ? "Resuming…" : "Resume"
+    }</button>`;
+}
+
+function executionLine(e: Execution, chunks: string[] | undefined) {
+  const chars = (chunks ?? []).reduce((n, c) => n + c.length, 0);
   const parts = [e.key, `${e.provider}/${e.model}`, e.status, `${chars} chars`];
   if (e.partial) parts.push("partial");
   // Why it failed or was skipped; a cancel's reason is the job's, shown below.
@@ -99,22 +77,19 @@ function executionLine(e: Execution, progress: unknown): HTMLElement {
   for (const fact of [usageText(e.usage), remoteStopText(e.remote_stop), gpu]) {
     if (fact) parts.push(fact);
   }
-  return h("div", { class: "execution" }, parts.join(" · "));
+  return html`<div class="execution">${parts.join(" · ")}</div>`;
 }
 
 /** A training run's structured progress: a bar where it has step and total, and its text. */
-function progressBar(report: unknown): HTMLElement | null {
+function progressBar(report: unknown) {
   const text = progressText(report);
-  if (!text) return null;
+  if (!text) return nothing;
   const fraction = progressFraction(report);
-  return h(
-    "div",
-    { class: "progress" },
+  return html`<div class="progress">${
     fraction === undefined
-      ? null
-      : h("progress", { value: String(fraction), max: "1", "aria-label": text }),
-    h("span", {}, text),
-  );
+      ? nothing
+      : html`<progress value=${String(fraction)} max="1" aria-label=${text}></progress>`
+  }<span>${text}</span></div>`;
 }
 
 /** How fast the work stopped, from SPEC's cancelled_at and stopped_at. */
