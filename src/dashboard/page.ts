@@ -5,6 +5,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>quench</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/dashboard.css">
 <script type="module" src="/dashboard.js"></script>
 </head>
@@ -13,11 +14,21 @@ export const DASHBOARD_HTML = `<!doctype html>
   <h1>quench</h1>
   <div id="account"></div>
 </header>
+<div id="offline" class="banner" role="alert" hidden>Cannot reach quench: retrying every few seconds. Cancel waits until it is back.</div>
 <main>
   <section id="signin" hidden>
     <p>Sign in with your browser wallet to run jobs and stop them.</p>
     <button id="signin-button" type="button">Sign in with wallet</button>
     <p id="signin-note" class="note"></p>
+    <details id="token-signin">
+      <summary>No wallet? Sign in with a token</summary>
+      <form id="token-form">
+        <label for="token">A quench token (<code>quench token</code> mints one; or ask your operator)</label>
+        <input id="token" type="password" autocomplete="off" spellcheck="false" required>
+        <button id="token-button" type="submit">Sign in with token</button>
+        <p class="note">Kept only in this tab (sessionStorage), never sent anywhere but this server.</p>
+      </form>
+    </details>
   </section>
   <section id="workspace" hidden>
     <form id="submit-form">
@@ -56,6 +67,12 @@ button:disabled { opacity: .6; cursor: progress; }
 button.primary, #submit-button, #signin-button { background: var(--accent); color: white; border-color: var(--accent); }
 button.danger { border-color: #c92a2a; color: #c92a2a; }
 .queue { font-size: .85em; opacity: .75; }
+.banner { position: sticky; top: 0; z-index: 1; margin: 8px 0; padding: 10px 14px; border-radius: 8px; background: #c92a2a; color: white; }
+#token-signin { margin-top: 16px; }
+#token-form { display: grid; gap: 8px; margin-top: 8px; }
+#token-form input { font: inherit; padding: 8px; border-radius: 8px; border: 1px solid var(--line); background: Canvas; color: CanvasText; }
+.toast { display: flex; gap: 10px; align-items: flex-start; }
+.toast button { min-height: 0; padding: 0 6px; border: 0; background: transparent; color: inherit; font-size: 1.1em; line-height: 1; }
 .progress { display: flex; gap: .5em; align-items: center; font-size: .85em; }
 .progress progress { flex: 0 1 12em; min-width: 4em; }
 form#submit-form { display: grid; gap: 8px; margin-top: 16px; }
@@ -79,3 +96,6 @@ li.job { border: 1px solid var(--line); border-radius: 10px; padding: 10px 12px;
 dialog { border: 1px solid var(--line); border-radius: 12px; max-width: min(92vw, 420px); }
 dialog .actions { display: flex; gap: 8px; justify-content: flex-end; flex-wrap: wrap; }
 `;
+
+/** A stop square in quench's orange: the tab says what the page is for. */
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#d9480f"/><rect x="10" y="10" width="12" height="12" rx="2" fill="#fff"/></svg>`;

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { compress } from "hono/compress";
 import type { Logger } from "../logger.js";
 import { dashboardScript } from "./bundle.js";
-import { DASHBOARD_CSS, DASHBOARD_HTML } from "./page.js";
+import { DASHBOARD_CSS, DASHBOARD_HTML, FAVICON_SVG } from "./page.js";
 
 // Everything the page loads comes from this origin; wallets inject through
 // their extension, not through a script tag, so no other source is needed.
@@ -23,6 +23,7 @@ export function dashboardRoutes(options: { logger: Logger; minify: boolean }): H
     });
   app.get("/", () => page(DASHBOARD_HTML, "text/html; charset=utf-8"));
   app.get("/dashboard.css", () => page(DASHBOARD_CSS, "text/css; charset=utf-8"));
+  app.get("/favicon.svg", () => page(FAVICON_SVG, "image/svg+xml"));
   // About 230 KB minified (viem's SIWE and wallet parts), 75 KB gzipped.
   app.get("/dashboard.js", compress(), async (c) => {
     try {

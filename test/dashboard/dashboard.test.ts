@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client/client.js";
 import { newWallet } from "../helpers/api.js";
 import { contextWithWallet, HAVE_CHROMIUM, launchChromium } from "../helpers/browser.js";
+import { runCli } from "../helpers/cli.js";
+import { rememberSecret } from "../helpers/logs.js";
 import { ROOT } from "../helpers/process.js";
 import { type RunningServer, startServer } from "../helpers/server.js";
 
@@ -124,7 +126,7 @@ browserTest(title, () => {
     );
     expect(labels).toContain("Cancelling…");
     await expect
-      .poll(() => page.locator(".toast").allTextContents())
+      .poll(() => page.locator(".toast span").allTextContents())
       .toContainEqual(
         expect.stringMatching(
           new RegExp(
@@ -176,7 +178,7 @@ browserTest(title, () => {
     ).toBe(0);
     expect(await fresh.textContent()).toContain(`Resumes job ${oldId.slice(0, 8)}.`);
     await expect
-      .poll(() => page.locator(".toast").allTextContents())
+      .poll(() => page.locator(".toast span").allTextContents())
       .toContainEqual(expect.stringMatching(new RegExp(`^Resumed job ${oldId.slice(0, 8)} as `)));
     expect((await (await clientOf(page)).job(freshId)).resumed_from).toBe(oldId);
     await (await clientOf(page)).cancel(freshId);
@@ -278,6 +280,69 @@ browserTest(title, () => {
     await context.close();
   });
 
+  it("asks a wallet on another chain to switch (EIP-3326), then signs in", async () => {
+    const wallet = newWallet();
+    const context = await contextWithWallet(browser, wallet, undefined, { chainId: 5 });
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "Sign in with wallet" }).click();
+    await expect
+      .poll(() => page.locator("#account span").getAttribute("title"), { timeout: 15_000 })
+      .toBe(wallet.address);
+    const calls = await page.evaluate(
+      () => (window as unknown as { walletCalls: string[] }).walletCalls,
+    );
+    expect(calls).toContain("wallet_switchEthereumChain");
+    expect(await page.locator(".toast.error").count()).toBe(0);
+    await context.close();
+  });
+
+  it("a declined signature is said plainly, without the wallet library's text", async () => {
+    const context = await contextWithWallet(browser, newWallet(), undefined, {
+      rejectSignatures: true,
+    });
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "Sign in with wallet" }).click();
+    await expect
+      .poll(() => page.locator(".toast.error span").allTextContents(), { timeout: 10_000 })
+      .toEqual(["You declined the request in your wallet: not signed in."]);
+    // Toasts can be dismissed.
+    await page.locator(".toast.error button").click();
+    expect(await page.locator(".toast").count()).toBe(0);
+    expect(await page.locator("#signin").isVisible()).toBe(true);
+    await context.close();
+  });
+
+  it("signs in with a pasted token when there is no wallet, kept only in sessionStorage; serves a favicon", async () => {
+    const minted = await runCli(["token", "--json"], { DATA_DIR: server.env.DATA_DIR as string });
+    const token = (JSON.parse(minted.stdout) as { token: string }).token;
+    rememberSecret(token);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.getByText("No wallet? Sign in with a token").click();
+    await page.getByLabel(/A quench token/).fill("not-a-token");
+    await page.getByRole("button", { name: "Sign in with token" }).click();
+    await expect
+      .poll(() => page.locator(".toast.error span").allTextContents(), { timeout: 10_000 })
+      .toContainEqual(expect.stringContaining("not a quench token"));
+    await page.getByLabel(/A quench token/).fill(token);
+    await page.getByRole("button", { name: "Sign in with token" }).click();
+    await expect.poll(() => page.locator("#workspace").isVisible(), { timeout: 10_000 }).toBe(true);
+    const stored = await page.evaluate(() => ({
+      session: sessionStorage.getItem("quench.session") ?? "",
+      local: JSON.stringify(localStorage),
+    }));
+    expect(stored.session).toContain(token);
+    expect(stored.local).not.toContain(token);
+    const icon = await page.request.get(`${server.url}/favicon.svg`);
+    expect(icon.status()).toBe(200);
+    expect(icon.headers()["content-type"]).toContain("image/svg+xml");
+    expect(await page.locator('link[rel="icon"]').getAttribute("href")).toBe("/favicon.svg");
+    await context.close();
+  });
+
   it("a second wallet sees none of the first wallet's jobs", async () => {
     const { context: firstContext, page: firstPage } = await signedIn();
     await firstPage.getByRole("button", { name: "Run demo job" }).click();
@@ -338,8 +403,14 @@ browserTest(title, () => {
   });
 
   // Last: it stops the server.
-  it("when the server goes away, says so once instead of a toast per retry", async () => {
+  it("when the server goes away, a lasting banner says so and Cancel waits; no toast per retry", async () => {
     const { context, page } = await signedIn();
+    await page.getByLabel("Prompt for a demo job").fill("outlive the server");
+    await page.getByRole("button", { name: "Run demo job" }).click();
+    const card = page.locator("li.job").first();
+    await expect
+      .poll(() => card.getAttribute("data-status"), { timeout: 15_000 })
+      .toMatch(/queued|running/);
     // Every toast shown, even one that has faded since.
     await page.evaluate(() => {
       const shown: string[] = [];
@@ -354,9 +425,12 @@ browserTest(title, () => {
     });
     await server.stop();
     await expect.poll(() => failedPolls, { timeout: 20_000 }).toBeGreaterThanOrEqual(3);
+    expect(await page.locator("#offline").isVisible()).toBe(true);
+    expect(await page.locator("#offline").textContent()).toContain("Cannot reach quench");
+    expect(await card.locator("button[data-action=cancel]").isDisabled()).toBe(true);
     const shown = await page.evaluate(() => (window as unknown as { toasts: string[] }).toasts);
-    const offline = shown.filter((t) => t.startsWith("Cannot reach quench"));
-    expect(offline).toEqual(["Cannot reach quench: retrying every few seconds."]);
+    expect(shown.filter((t) => /reach/i.test(t))).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-offline.png"), fullPage: true });
     await context.close();
   });
 });

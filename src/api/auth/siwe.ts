@@ -44,7 +44,12 @@ export async function verifySiwe(
     throw unauthenticated("wrong_domain", `the message is for ${domain}, not for this server`);
   }
   if (!check.chainIds.includes(chainId)) {
-    throw unauthenticated("wrong_chain", `chain ${chainId} is not accepted`);
+    // The accepted chains go with the refusal, so a page can ask the wallet to switch.
+    throw unauthenticated(
+      "wrong_chain",
+      `chain ${chainId} is not accepted; accepted: ${check.chainIds.join(", ")}`,
+      { accepted_chain_ids: check.chainIds },
+    );
   }
   const now = (check.now ?? new Date()).getTime();
   if (fields.expirationTime && fields.expirationTime.getTime() <= now - CLOCK_SKEW_MS) {

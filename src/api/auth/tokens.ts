@@ -41,8 +41,12 @@ export interface Authenticator {
 }
 
 /** 401 with a stable `reason` beside SPEC's code, so a client can tell the failures apart. */
-export function unauthenticated(reason: string, message: string): ApiError {
-  return new ApiError("unauthenticated", message, { reason });
+export function unauthenticated(
+  reason: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): ApiError {
+  return new ApiError("unauthenticated", message, { reason, ...extra });
 }
 
 export function createAuthenticator(options: AuthOptions): Authenticator {

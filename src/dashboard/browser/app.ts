@@ -4,12 +4,12 @@ import type { EIP1193Provider } from "viem";
 import { createClient } from "../../client/client.js";
 import { isQuenchError } from "../../client/errors.js";
 import { outputText, stopDelayMs } from "../../client/job-facts.js";
-import { signInWithWallet } from "../../client/siwe.js";
 import type { Job, StreamEvent } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../vocabulary.js";
 import { byId, confirmDialog, h, toast } from "./dom.js";
 import { jobCard } from "./job-card.js";
 import { clearSession, loadSession, saveSession } from "./session.js";
+import { SignInProblem, signInWithBrowserWallet, signInWithToken } from "./signin.js";
 
 declare global {
   interface Window {
@@ -67,6 +67,7 @@ function drawNow() {
           reports,
           cancelling: cancelling.has(job.id),
           resuming: resuming.has(job.id),
+          offline,
         }),
     )}`,
     list,
@@ -129,10 +130,25 @@ function signOut(message?: string) {
   if (message) toast(message, "error");
 }
 
+/**
+ * The server can't be reached: a lasting banner (not a toast per retry), and
+ * Cancel disabled until the next poll gets through.
+ */
+function setOffline(value: boolean) {
+  if (offline === value) return;
+  offline = value;
+  byId("offline").hidden = !value;
+  draw();
+}
+
 /** Any call's failure: a lapsed session signs out; the rest become a toast. */
 function failed(err: unknown, what: string) {
   if (isQuenchError(err, "unauthenticated")) return signOut("Your session ended: sign in again.");
   if (isQuenchError(err, "aborted")) return;
+  if (isQuenchError(err, "network_error")) {
+    setOffline(true);
+    return toast(`${what}: quench can't be reached. Try again once it is back.`, "error");
+  }
   toast(`${what}: ${err instanceof Error ? err.message : String(err)}`, "error");
 }
 
@@ -188,13 +204,10 @@ async function refresh() {
     draw();
     startStreams();
     if (offline) toast("Connected to quench again.");
-    offline = false;
+    setOffline(false);
   } catch (err) {
     if (!isQuenchError(err, "network_error")) failed(err, "Could not load your jobs");
-    else if (!offline) {
-      offline = true;
-      toast("Cannot reach quench: retrying every few seconds.", "error");
-    }
+    else setOffline(true);
   }
   if (client.token !== undefined) pollTimer = setTimeout(refresh, POLL_MS);
 }
@@ -219,17 +232,35 @@ async function signIn() {
   button.disabled = true;
   button.textContent = "Check your wallet…";
   try {
-    const session = await signInWithWallet(client, window.ethereum, {
-      statement: "Sign in to quench to run and cancel jobs.",
-    });
+    const session = await signInWithBrowserWallet(client, window.ethereum);
     saveSession(session);
     startSession(session);
     toast(`Signed in as ${session.address}`);
   } catch (err) {
-    failed(err, "Sign-in failed");
+    if (err instanceof SignInProblem) toast(err.message, "error");
+    else failed(err, "Sign-in failed");
   } finally {
     button.disabled = false;
     button.textContent = "Sign in with wallet";
+  }
+}
+
+async function signInByToken(event: SubmitEvent) {
+  event.preventDefault();
+  const input = byId<HTMLInputElement>("token");
+  const button = byId<HTMLButtonElement>("token-button");
+  button.disabled = true;
+  try {
+    const session = await signInWithToken(client, input.value);
+    input.value = "";
+    saveSession(session);
+    startSession(session);
+    toast(`Signed in as ${session.address}`);
+  } catch (err) {
+    if (err instanceof SignInProblem) toast(err.message, "error");
+    else failed(err, "Sign-in failed");
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -284,10 +315,13 @@ async function cancel(id: string) {
     failed(err, `Could not cancel job ${id.slice(0, 8)}`);
   } finally {
     cancelling.delete(id);
-    try {
-      jobs.set(id, await client.job(id));
-    } catch (err) {
-      failed(err, "Could not reload the job");
+    // Unreachable, the next poll brings the job back; no second error for the same cause.
+    if (!offline) {
+      try {
+        jobs.set(id, await client.job(id));
+      } catch (err) {
+        failed(err, "Could not reload the job");
+      }
     }
     draw();
   }
@@ -317,6 +351,7 @@ async function resume(id: string) {
 function main() {
   byId("signin-button").addEventListener("click", () => void signIn());
   byId<HTMLFormElement>("submit-form").addEventListener("submit", (e) => void submit(e));
+  byId<HTMLFormElement>("token-form").addEventListener("submit", (e) => void signInByToken(e));
   byId("jobs").addEventListener("click", (e) => {
     const target = (e.target as HTMLElement).closest<HTMLElement>("[data-action]");
     const id = target?.dataset.jobId;

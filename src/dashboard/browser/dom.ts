@@ -29,13 +29,16 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
 
 const TOAST_MS = 6_000;
 
-/** A short message at the bottom of the screen; errors stay a little longer. */
+/** A short message at the bottom of the screen, with × to dismiss it; errors stay a little longer. */
 export function toast(message: string, kind: "info" | "error" = "info"): void {
+  const close = h("button", { type: "button", "aria-label": "Dismiss", title: "Dismiss" }, "×");
   const el = h(
     "div",
     { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
-    message,
+    h("span", {}, message),
+    close,
   );
+  close.addEventListener("click", () => el.remove());
   byId("toasts").append(el);
   setTimeout(() => el.remove(), kind === "error" ? TOAST_MS * 1.5 : TOAST_MS);
 }

@@ -19,6 +19,8 @@ export interface JobExtras {
   reports: Map<string, unknown>;
   cancelling: boolean;
   resuming: boolean;
+  /** The server can't be reached: Cancel waits (the banner says why). */
+  offline: boolean;
 }
 
 /**
@@ -58,7 +60,7 @@ export function jobCard(job: Job, extras: JobExtras): TemplateResult {
 function action(job: Job, extras: JobExtras, active: boolean) {
   if (active) {
     return html`<button type="button" class="danger" data-action="cancel" data-job-id=${job.id}
-      ?disabled=${extras.cancelling}>${extras.cancelling ? "Cancelling…" : "Cancel"}</button>`;
+      ?disabled=${extras.cancelling || extras.offline}>${extras.cancelling ? "Cancelling…" : "Cancel"}</button>`;
   }
   if (!canResume(job)) return nothing;
   return html`<button type="button" data-action="resume" data-job-id=${job.id} ?disabled=${extras.resuming}
