@@ -59,7 +59,10 @@ export async function contextWithWallet(
             case "eth_chainId":
               return `0x${chain.toString(16)}`;
             case "wallet_switchEthereumChain":
-              chain = Number.parseInt(String((params?.[0] as { chainId: string }).chainId), 16);
+              chain = Number.parseInt(
+                String((params?.[0] as { chainId?: string } | undefined)?.chainId),
+                16,
+              );
               return null;
             case "personal_sign":
               if (reject) {
