@@ -24,7 +24,7 @@ export function dashboardRoutes(options: { logger: Logger; minify: boolean }): H
   app.get("/", () => page(DASHBOARD_HTML, "text/html; charset=utf-8"));
   app.get("/dashboard.css", () => page(DASHBOARD_CSS, "text/css; charset=utf-8"));
   app.get("/favicon.svg", () => page(FAVICON_SVG, "image/svg+xml"));
-  // About 230 KB minified (viem's SIWE and wallet parts), 75 KB gzipped.
+  // About 44 KB minified (lit-html, viem's SIWE message and checksum), 17 KB gzipped.
   app.get("/dashboard.js", compress(), async (c) => {
     try {
       return page(await script(), "text/javascript; charset=utf-8");
