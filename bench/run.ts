@@ -1,5 +1,6 @@
 import { availableParallelism, cpus } from "node:os";
 import { cancelBench } from "./cancel.js";
+import { cardBench } from "./card.js";
 import { clusterBench } from "./cluster.js";
 import { contextBench } from "./context.js";
 import { httpBench } from "./http.js";
@@ -212,4 +213,13 @@ if (only === undefined || only === "people") {
   console.log(
     `\nDashboard script, minified as production serves it: ${fmt(r.bundle.kb, 0)} KB, ${fmt(r.bundle.gzipKb, 0)} KB gzipped; bundled on the first request in ${fmt(r.bundle.ms, 0)} ms.`,
   );
+  const card = await cardBench();
+  if (card === undefined) console.log("\n(Chromium not installed: no dashboard timing.)");
+  else {
+    console.log(
+      "\nA job's end → its card showing it in Chromium (ms; 20 demo jobs, one at a time):\n",
+    );
+    console.log(STATS_HEADER);
+    console.log(row("job finished_at → card shows completed", card));
+  }
 }

@@ -62,7 +62,15 @@ export async function waitForLogLine(
     );
     check();
   });
-  return withDeadline(found, ms, `no matching log line within ${ms} ms; stdout: ${proc.stdout()}`);
+  // What the process said by the deadline, not at the start of the wait.
+  return withDeadline(found, ms, "").catch((err: unknown) => {
+    if (err instanceof Error && err.message === "") {
+      throw new Error(
+        `no matching log line within ${ms} ms; stdout: ${proc.stdout().slice(-2_000)}; stderr: ${proc.stderr().slice(-2_000)}`,
+      );
+    }
+    throw err;
+  });
 }
 
 export function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
