@@ -49,7 +49,8 @@ export function createLiveView(screen: Screen) {
             return true;
           },
           get columns() {
-            return screen.columns ?? 80;
+            // A terminal that reports no width (0, or none) is taken as 80 wide, never 0.
+            return screen.columns || 80;
           },
         } as unknown as NodeJS.WriteStream,
         { showCursor: true },

@@ -140,6 +140,29 @@ describe("the live view of quench watch", () => {
   });
 });
 
+describe("the live view's width", () => {
+  it("a terminal that reports a width of 0 is drawn 80 wide, not a character per line", async () => {
+    let text = "";
+    const view = createLiveView({
+      tty: true,
+      columns: 0,
+      write: (t) => {
+        text += t;
+      },
+    });
+    view.onEvent({ event: "job", data: job("running", "running") });
+    await withDeadline(
+      (async () => {
+        while (!text.includes("chat")) await new Promise((r) => setTimeout(r, 10));
+      })(),
+      2_000,
+      "no first draw",
+    );
+    expect(text).toContain("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
+    view.close(job("completed", "completed"));
+  });
+});
+
 describe("the end-of-watch summary", () => {
   it("says how far a cancelled training run got", async () => {
     const { summary } = await import("../../src/cli/live-view.js");
