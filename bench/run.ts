@@ -8,10 +8,11 @@ import { peopleBench } from "./people.js";
 import { progressBench } from "./progress.js";
 import { remoteBench } from "./remote.js";
 import { fmt, type Stats } from "./stats.js";
+import { throughputBench } from "./throughput.js";
 import { webhookBench } from "./webhooks.js";
 
 /**
- * `npm run bench [context|cancel|http|remote|webhooks|progress|cluster|people]`: prints Markdown ready for BENCHMARKS.md.
+ * `npm run bench [context|cancel|http|remote|webhooks|progress|cluster|people|throughput]`: prints Markdown ready for BENCHMARKS.md.
  * `http` and `cluster` need DATABASE_URL (a Postgres server; `cluster` runs several processes).
  * Every loop is bounded in count; network traffic stays on loopback. The
  * cancel benchmark uses the embedded database, or DATABASE_URL's server (in a
@@ -156,6 +157,33 @@ if (only === undefined || only === "progress") {
   console.log(row("cancelJob() → returned, process group gone", r.cancelToGroupGone));
   const ok = r.printedToEvent.median < 5;
   console.log(`\nTarget (printed → event p50 < 5 ms): ${ok ? "met" : "MISSED"}`);
+}
+
+if (only === "throughput") {
+  // Not in the default run: 20,000 jobs per database take minutes. BENCH_JOBS sets the count.
+  const jobs = Number(process.env.BENCH_JOBS ?? 20_000);
+  console.log(
+    `\n## Throughput: ${jobs.toLocaleString("en")} trivial jobs, one runner, concurrency 32\n`,
+  );
+  console.log("| database | jobs/s |\n|---|---|");
+  const counted = await throughputBench({ jobs, driver: "postgres", countStatements: true });
+  console.log(
+    `| Postgres of its own (fsync off, pg_stat_statements) | ${fmt(counted.jobsPerSecond, 0)} |`,
+  );
+  if (process.env.DATABASE_URL) {
+    const shared = await throughputBench({ jobs, driver: "postgres" });
+    console.log(`| Postgres at DATABASE_URL | ${fmt(shared.jobsPerSecond, 0)} |`);
+  }
+  const embedded = await throughputBench({ jobs, driver: "pglite" });
+  console.log(`| PGlite (in memory) | ${fmt(embedded.jobsPerSecond, 0)} |`);
+  const st = counted.statements;
+  if (st) {
+    console.log(
+      `\nStatements per job, submit to completed: ${fmt(st.perJob)}; commits (transactions, autocommits included) per job: ${fmt(st.commitsPerJob)}.\n`,
+    );
+    console.log("| statement | per job |\n|---|---|");
+    for (const k of st.byKind) console.log(`| ${k.kind} | ${fmt(k.perJob, 3)} |`);
+  }
 }
 
 if (only === undefined || only === "remote") {

@@ -46,7 +46,10 @@ async function freePort(): Promise<number> {
  * without touching the machine's shared server. Runs as the `postgres`
  * user when started as root (initdb refuses root).
  */
-export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
+export async function startThrowawayPostgres(
+  /** More server settings (`-c name=value …`), e.g. a library to preload. */
+  extraOptions = "",
+): Promise<ThrowawayPostgres> {
   const bin = postgresBin();
   if (bin === undefined) throw new Error("no PostgreSQL server binaries under /usr/lib/postgresql");
   const dir = await mkdtemp(join(tmpdir(), "quench-pg-"));
@@ -62,7 +65,7 @@ export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
     asRoot ? run("runuser", ["-u", "postgres", "--", cmd, ...args]) : run(cmd, args);
   await as(join(bin, "initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
   const port = await freePort();
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200`;
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200 ${extraOptions}`;
   const pgCtl = (args: string[]) =>
     as(join(bin, "pg_ctl"), ["-D", data, "-l", join(dir, "server.log"), ...args]);
   const start = async () => {

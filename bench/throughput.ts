@@ -1,0 +1,179 @@
+import postgres from "postgres";
+import { type Database, migrateDatabase, openDatabase } from "../src/db/connection.js";
+import { insertJob } from "../src/db/jobs.js";
+import { slowJsonServer } from "../test/fakes/providers.js";
+import { startThrowawayPostgres } from "../test/helpers/throwaway-postgres.js";
+import { deadline, startBenchRunner, startStreamServer } from "./cancel.js";
+
+export interface ThroughputResult {
+  driver: string;
+  jobs: number;
+  jobsPerSecond: number;
+  /** pg_stat_statements, when the server has it: statements and commits per job, by kind. */
+  statements?: {
+    perJob: number;
+    commitsPerJob: number;
+    byKind: { kind: string; perJob: number }[];
+  };
+}
+
+/**
+ * Trivial jobs through one runner (RUNNER_CONCURRENCY 32): each one
+ * execution on an `http` provider whose loopback server answers at once.
+ * `jobs` are inserted first, then the runner is woken and timed until every
+ * one completed. With `countStatements`, the run is on a Postgres server of
+ * its own with pg_stat_statements preloaded, and the statements and commits
+ * of the whole path (submit, claim, executions, events, finish) are counted
+ * per job, by kind.
+ */
+export async function throughputBench(options: {
+  jobs: number;
+  driver: "pglite" | "postgres";
+  countStatements?: boolean;
+}): Promise<ThroughputResult> {
+  const answer = await slowJsonServer(0);
+  const stream = await startStreamServer();
+  const server = options.countStatements
+    ? await startThrowawayPostgres("-c shared_preload_libraries=pg_stat_statements")
+    : undefined;
+  let database: Database;
+  let admin: postgres.Sql | undefined;
+  if (options.driver === "postgres") {
+    const url = server?.url ?? process.env.DATABASE_URL;
+    if (url === undefined) throw new Error("the postgres throughput bench needs DATABASE_URL");
+    const name = `quench_bench_tp_${Date.now()}`;
+    admin = postgres(url, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create database ${name}`);
+    const dbUrl = new URL(url);
+    dbUrl.pathname = `/${name}`;
+    database = await openDatabase({ databaseUrl: dbUrl.toString(), maxConnections: 20 });
+    (database as { benchName?: string }).benchName = name;
+  } else {
+    database = await openDatabase({ dataDir: null });
+  }
+  await migrateDatabase(database);
+  const stats = database.postgresClient;
+  let parts: Awaited<ReturnType<typeof startBenchRunner>> | undefined;
+  try {
+    if (options.countStatements && stats) {
+      await stats.unsafe("create extension if not exists pg_stat_statements");
+      await stats.unsafe("select pg_stat_statements_reset()");
+    }
+    const commitsBefore = stats ? await commits(stats) : 0;
+    // Every job is queued before the runner starts, so the time is the runner's alone.
+    const ids: string[] = [];
+    for (let i = 0; i < options.jobs; i++) {
+      const { job } = await insertJob(database.db, {
+        owner: "service:bench",
+        timeoutMs: 60_000,
+        maxParallel: 1,
+        executions: [{ key: "x", provider: "trivial", model: `m${i}`, input: {} }],
+      });
+      ids.push(job.id);
+    }
+    const started = performance.now();
+    parts = await startBenchRunner(database.db, stream.url, 32, {
+      trivial: { kind: "http", url: answer.url, max_concurrency: 64 },
+    });
+    // Each job's end, from the runner's own feed (waiting costs the database
+    // nothing), and those that ended before their listener was added.
+    const ended = new Set<string>();
+    let allDone: () => void = () => {};
+    const done = new Promise<void>((resolve) => {
+      allDone = resolve;
+    });
+    const seen = (id: string) => {
+      ended.add(id);
+      if (ended.size === options.jobs) allDone();
+    };
+    for (const id of ids) {
+      const off = parts.feed.subscribe(id, (e) => {
+        if (e.type !== "end") return;
+        off();
+        seen(id);
+      });
+    }
+    const { rowsOf } = await import("../src/db/rows.js");
+    const { sql } = await import("drizzle-orm");
+    const finished = await rowsOf<{ id: string }>(
+      database.db,
+      sql`select id from jobs where status = 'completed'`,
+    );
+    for (const { id } of finished) seen(id);
+    await deadline(done, 600_000, "the jobs did not all complete in 10 minutes");
+    const seconds = (performance.now() - started) / 1000;
+    const result: ThroughputResult = {
+      driver: database.driver,
+      jobs: options.jobs,
+      jobsPerSecond: options.jobs / seconds,
+    };
+    if (options.countStatements && stats) {
+      const rows = await stats.unsafe<{ query: string; calls: string }[]>(
+        "select query, calls from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())",
+      );
+      const byKind = new Map<string, number>();
+      let total = 0;
+      for (const r of rows) {
+        if (
+          /pg_stat_statements|count\(\*\)::int as n from jobs|pg_database|xact_commit/.test(r.query)
+        )
+          continue;
+        const kind = kindOf(r.query);
+        const calls = Number(r.calls);
+        total += calls;
+        byKind.set(kind, (byKind.get(kind) ?? 0) + calls);
+      }
+      result.statements = {
+        perJob: total / options.jobs,
+        commitsPerJob: ((await commits(stats)) - commitsBefore) / options.jobs,
+        byKind: [...byKind]
+          .map(([kind, calls]) => ({ kind, perJob: calls / options.jobs }))
+          .sort((a, b) => b.perJob - a.perJob),
+      };
+    }
+    return result;
+  } finally {
+    await parts?.instance.stop(0);
+    await parts?.providers.close();
+    await parts?.agent.close();
+    await database.close();
+    const name = (database as { benchName?: string }).benchName;
+    if (admin !== undefined && name !== undefined) {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    }
+    await server?.stop();
+    await server?.remove();
+    await answer.close();
+    stream.stop();
+  }
+}
+
+async function commits(sql: postgres.Sql): Promise<number> {
+  const [row] = await sql.unsafe<{ n: string }[]>(
+    "select xact_commit as n from pg_stat_database where datname = current_database()",
+  );
+  return Number(row?.n ?? 0);
+}
+
+/** "insert jobs", "update executions", "select jobs", "begin", … from a normalized statement. */
+function kindOf(query: string): string {
+  const q = query.trim().toLowerCase();
+  const verb = q.split(/\s+/)[0] ?? "?";
+  if (
+    verb === "begin" ||
+    verb === "commit" ||
+    verb === "rollback" ||
+    verb === "savepoint" ||
+    verb === "release"
+  )
+    return verb;
+  const table =
+    /^(?:with .*?\)\s*)?(?:insert into|update|delete from)\s+"?(\w+)"?/s.exec(q)?.[1] ??
+    /\bfrom\s+"?(\w+)"?/.exec(q)?.[1] ??
+    "?";
+  const head = q.startsWith("with")
+    ? `with … ${/(insert|update|delete|select)/.exec(q.slice(q.indexOf(")")))?.[1] ?? "select"}`
+    : verb;
+  return `${head} ${table}`;
+}
