@@ -46,44 +46,48 @@ const job = (status: Job["status"], exec: Job["executions"][number]["status"]): 
   ],
 });
 
-describe("the live view of quench watch", () => {
-  it("on a terminal, redraws the job block in place and ends with the stop time", async () => {
-    let text = "";
-    const view = createLiveView({
-      tty: true,
-      write: (t) => {
-        text += t;
-      },
-    });
-    view.onEvent({ event: "job", data: job("running", "running") });
-    await withDeadline(
+/** The live view on a pretend terminal `columns` wide, and a wait for text to appear on it. */
+function onTerminal(columns?: number) {
+  const screen = {
+    tty: true,
+    columns,
+    text: "",
+    write(t: string) {
+      screen.text += t;
+    },
+  };
+  const view = createLiveView(screen);
+  const until = (needle: string, what: string) =>
+    withDeadline(
       (async () => {
-        while (!text.includes("chat")) await new Promise((r) => setTimeout(r, 10));
+        while (!screen.text.includes(needle)) await new Promise((r) => setTimeout(r, 10));
       })(),
       2_000,
-      "no first draw",
+      what,
     );
-    expect(text).not.toContain("\x1b[2A");
+  return { view, screen, until };
+}
+
+describe("the live view of quench watch", () => {
+  it("on a terminal, redraws the job block in place and ends with the stop time", async () => {
+    const { view, screen, until } = onTerminal();
+    view.onEvent({ event: "job", data: job("running", "running") });
+    await until("chat", "no first draw");
+    expect(screen.text).not.toContain("\x1b[2A");
     view.onEvent({
       event: "progress",
       data: { execution_id: "e1", key: "chat", output: { text: "hello" }, progress: null },
     });
-    await withDeadline(
-      (async () => {
-        while (!text.includes("5 chars")) await new Promise((r) => setTimeout(r, 10));
-      })(),
-      2_000,
-      "no redraw",
-    );
+    await until("5 chars", "no redraw");
     // log-update erased the block it drew (line by line, cursor up) and drew the new one.
-    const redraw = text.slice(text.indexOf("\x1b[2K"));
+    const redraw = screen.text.slice(screen.text.indexOf("\x1b[2K"));
     const ESC = "\x1b";
     expect(redraw.startsWith(`${ESC}[2K${ESC}[1A`)).toBe(true);
     expect(redraw).toContain(`${ESC}[2K${ESC}[G`);
     expect(redraw).toContain("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
     expect(redraw).toContain("hello");
     view.close(job("cancelled", "cancelled"));
-    expect(text.trim().split("\n").at(-1)).toBe(
+    expect(screen.text.trim().split("\n").at(-1)).toBe(
       "job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756 cancelled after 4.0 s (cancelled by service:cli); work stopped 12 ms after the cancel",
     );
   });
@@ -142,23 +146,10 @@ describe("the live view of quench watch", () => {
 
 describe("the live view's width", () => {
   it("a terminal that reports a width of 0 is drawn 80 wide, not a character per line", async () => {
-    let text = "";
-    const view = createLiveView({
-      tty: true,
-      columns: 0,
-      write: (t) => {
-        text += t;
-      },
-    });
+    const { view, screen, until } = onTerminal(0);
     view.onEvent({ event: "job", data: job("running", "running") });
-    await withDeadline(
-      (async () => {
-        while (!text.includes("chat")) await new Promise((r) => setTimeout(r, 10));
-      })(),
-      2_000,
-      "no first draw",
-    );
-    expect(text).toContain("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
+    await until("chat", "no first draw");
+    expect(screen.text).toContain("job 7cc5015f-4f33-4e9e-b33c-2a01b4ae3756  running");
     view.close(job("completed", "completed"));
   });
 });

@@ -4,7 +4,7 @@ import type { EIP1193Provider } from "viem";
 import { createClient } from "../../client/client.js";
 import { isQuenchError } from "../../client/errors.js";
 import { outputText, stopDelayMs } from "../../client/job-facts.js";
-import type { Job, StreamEvent } from "../../client/types.js";
+import type { Job, Session, StreamEvent } from "../../client/types.js";
 import { isTerminalJobStatus } from "../../vocabulary.js";
 import { byId, confirmDialog, h, toast } from "./dom.js";
 import { jobCard } from "./job-card.js";
@@ -223,26 +223,33 @@ function startSession(session: { token: string; address: string; expires_at: str
   void refresh();
 }
 
-async function signIn() {
-  const button = byId<HTMLButtonElement>("signin-button");
-  if (window.ethereum === undefined) {
-    toast("No browser wallet found: install one (MetaMask, Rabby, …) and reload.", "error");
-    return;
-  }
-  button.disabled = true;
-  button.textContent = "Check your wallet…";
+/** Either way in: keep the session (this tab only) and start, or say plainly why not. */
+async function enter(session: () => Promise<Session>): Promise<boolean> {
   try {
-    const session = await signInWithBrowserWallet(client, window.ethereum);
-    saveSession(session);
-    startSession(session);
-    toast(`Signed in as ${session.address}`);
+    const started = await session();
+    saveSession(started);
+    startSession(started);
+    toast(`Signed in as ${started.address}`);
+    return true;
   } catch (err) {
     if (err instanceof SignInProblem) toast(err.message, "error");
     else failed(err, "Sign-in failed");
-  } finally {
-    button.disabled = false;
-    button.textContent = "Sign in with wallet";
+    return false;
   }
+}
+
+async function signIn() {
+  const wallet = window.ethereum;
+  if (wallet === undefined) {
+    toast("No browser wallet found: install one (MetaMask, Rabby, …) and reload.", "error");
+    return;
+  }
+  const button = byId<HTMLButtonElement>("signin-button");
+  button.disabled = true;
+  button.textContent = "Check your wallet…";
+  await enter(() => signInWithBrowserWallet(client, wallet));
+  button.disabled = false;
+  button.textContent = "Sign in with wallet";
 }
 
 async function signInByToken(event: SubmitEvent) {
@@ -250,18 +257,8 @@ async function signInByToken(event: SubmitEvent) {
   const input = byId<HTMLInputElement>("token");
   const button = byId<HTMLButtonElement>("token-button");
   button.disabled = true;
-  try {
-    const session = await signInWithToken(client, input.value);
-    input.value = "";
-    saveSession(session);
-    startSession(session);
-    toast(`Signed in as ${session.address}`);
-  } catch (err) {
-    if (err instanceof SignInProblem) toast(err.message, "error");
-    else failed(err, "Sign-in failed");
-  } finally {
-    button.disabled = false;
-  }
+  if (await enter(() => signInWithToken(client, input.value))) input.value = "";
+  button.disabled = false;
 }
 
 async function submit(event: SubmitEvent) {
