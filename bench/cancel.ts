@@ -157,7 +157,22 @@ export async function startBenchRunner(
   await instance.start();
   const runner = instance.runner as Runner;
   const { manager, feed, metrics } = instance;
-  return { runner, manager, providers, agent, feed, logger, metrics, instance };
+  return {
+    runner,
+    manager,
+    providers,
+    agent,
+    feed,
+    logger,
+    metrics,
+    instance,
+    /** Stops the instance (runner, loops), then the providers and the HTTP agent; once is enough. */
+    async close() {
+      await instance.stop(0);
+      await providers.close();
+      await agent.close();
+    },
+  };
 }
 
 export async function cancelBench(
@@ -169,11 +184,8 @@ export async function cancelBench(
   if (gc === undefined) throw new Error("run with node --expose-gc");
   const server = await startStreamServer();
   const { database, drop } = await benchDatabase();
-  const { runner, providers, agent, instance } = await startBenchRunner(
-    database.db,
-    server.url,
-    jobs,
-  );
+  const parts = await startBenchRunner(database.db, server.url, jobs);
+  const { runner } = parts;
   const cleanup = prepare === undefined ? async () => {} : await prepare(database.db);
 
   const submit = async (tag: string) => {
@@ -234,10 +246,8 @@ export async function cancelBench(
       heapPerExecutionKb: (loaded.heapUsed - base.heapUsed) / jobs / 1024,
     };
   } finally {
-    await instance.stop(0);
+    await parts.close();
     await cleanup();
-    await providers.close();
-    await agent.close();
     await drop();
     server.stop();
   }

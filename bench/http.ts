@@ -103,7 +103,7 @@ export async function httpBench(
   const fake = await startStreamServer();
   const { database, drop } = await benchDatabase();
   const parts = await startBenchRunner(database.db, fake.url, jobs);
-  const { providers, agent, instance } = parts;
+  const { instance } = parts;
   const { call, client, server } = await startBenchApi(database, parts);
   const submit = (model: string) =>
     call("POST", "/jobs", {
@@ -164,11 +164,9 @@ export async function httpBench(
       getDuringLoad: summarize(gets),
     };
   } finally {
-    await instance.stop(0);
+    await parts.close();
     await new Promise((resolve) => server.close(resolve));
     await client.close();
-    await providers.close();
-    await agent.close();
     await drop();
     fake.stop();
   }

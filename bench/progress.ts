@@ -113,11 +113,9 @@ export async function progressBench(
       cancelToGroupGone.push(now() - t0);
     }
   } finally {
-    await parts.instance.stop(0);
+    await parts.close();
     await new Promise((resolve) => server.close(resolve));
     await client.close();
-    await parts.providers.close();
-    await parts.agent.close();
     await drop();
     stream.stop();
     await rm(dir, { recursive: true, force: true });

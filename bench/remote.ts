@@ -101,11 +101,9 @@ export async function remoteBench(jobs = 200): Promise<RemoteBenchResult> {
     }
     return result;
   } finally {
-    await parts.instance.stop(0);
+    await parts.close();
     await new Promise((resolve) => server.close(resolve));
     await client.close();
-    await parts.providers.close();
-    await parts.agent.close();
     for (const f of [runpod.server, replicate.server, fal.server]) await f.close();
     stream.stop();
     await drop();

@@ -1,6 +1,8 @@
+import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { type Database, migrateDatabase, openDatabase } from "../src/db/connection.js";
 import { insertJob } from "../src/db/jobs.js";
+import { rowsOf } from "../src/db/rows.js";
 import { slowJsonServer } from "../test/fakes/providers.js";
 import { startThrowawayPostgres } from "../test/helpers/throwaway-postgres.js";
 import { deadline, startBenchRunner, startStreamServer } from "./cancel.js";
@@ -93,8 +95,6 @@ export async function throughputBench(options: {
         seen(id);
       });
     }
-    const { rowsOf } = await import("../src/db/rows.js");
-    const { sql } = await import("drizzle-orm");
     const finished = await rowsOf<{ id: string }>(
       database.db,
       sql`select id from jobs where status = 'completed'`,
@@ -133,9 +133,7 @@ export async function throughputBench(options: {
     }
     return result;
   } finally {
-    await parts?.instance.stop(0);
-    await parts?.providers.close();
-    await parts?.agent.close();
+    await parts?.close();
     await database.close();
     const name = (database as { benchName?: string }).benchName;
     if (admin !== undefined && name !== undefined) {

@@ -107,9 +107,7 @@ export async function webhookBench(jobs = 300, cancelJobs = 1_000): Promise<Webh
       endToReceived.push((await received) - endedAt);
     }
   } finally {
-    await parts.instance.stop(0);
-    await parts.providers.close();
-    await parts.agent.close();
+    await parts.close();
     await drop();
     stream.stop();
   }
