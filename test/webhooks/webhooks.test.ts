@@ -208,7 +208,12 @@ describe.each(DRIVERS)("webhooks on %s", (driver) => {
     );
     const res = await api.call("POST", `/api/v1/jobs/${jobId}/cancel`, { token, body: {} });
     expect(res.status).toBe(200);
-    await r.until(() => r.of("job.stopped", jobId).length === 1, 10_000, "job.stopped");
+    // Both are sent; in which order they arrive is not promised (they may go out together).
+    await r.until(
+      () => r.of("job.stopped", jobId).length === 1 && r.of("job.cancelled", jobId).length === 1,
+      10_000,
+      "job.cancelled and job.stopped",
+    );
     expect(r.of("job.cancelled", jobId)).toHaveLength(1);
     const stopped = JSON.parse(r.of("job.stopped", jobId)[0]?.body ?? "{}");
     expect(stopped.data).toMatchObject({
@@ -231,7 +236,13 @@ describe.each(DRIVERS)("webhooks on %s", (driver) => {
     ).results;
     const queued = results.filter((x) => x.previous_status === "queued").map((x) => x.job_id);
     expect(queued.length).toBeGreaterThan(0);
-    await r.until(() => r.of("job.stopped").length === ids.length, 15_000, "every stop");
+    // Both events of every job; their order is not promised.
+    await r.until(
+      () =>
+        r.of("job.stopped").length === ids.length && r.of("job.cancelled").length === ids.length,
+      15_000,
+      "every cancel and every stop",
+    );
     expect(r.of("job.cancelled").length).toBe(ids.length);
     for (const id of queued) {
       expect(JSON.parse(r.of("job.stopped", id)[0]?.body ?? "{}").data.cancel_to_stop_ms).toBe(0);
