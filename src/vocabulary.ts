@@ -60,6 +60,10 @@ export const TERMINAL_JOB_STATUSES: readonly JobStatus[] = JOB_STATUSES.filter(
 
 export const ACTIVE_EXECUTION_STATUSES: readonly ExecutionStatus[] = ["pending", "running"];
 
+export function isJobStatus(value: unknown): value is JobStatus {
+  return (JOB_STATUSES as readonly unknown[]).includes(value);
+}
+
 export function isTerminalJobStatus(status: JobStatus): boolean {
   return JOB_TRANSITIONS[status].length === 0;
 }

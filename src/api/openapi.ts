@@ -1,408 +1,98 @@
-import { z } from "zod";
-import { EXECUTION_STATUSES, JOB_STATUSES } from "../vocabulary.js";
-import { ERROR_STATUS } from "./errors.js";
-import { type DocParts, webhookPaths } from "./openapi-webhooks.js";
-import {
-  bulkCancelSchema,
-  cancelSchema,
-  listQuerySchema,
-  siweSchema,
-  submitSchema,
-} from "./schemas.js";
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
+import type { RouteConfig } from "@hono/zod-openapi";
+import { WEBHOOK_EVENT_TYPES } from "../vocabulary.js";
+import { ACCOUNT_ROUTES } from "./contract/account-routes.js";
+import { JOBS_ROUTES } from "./contract/jobs-routes.js";
+import { WebhookEvent } from "./contract/models.js";
+import { OPERATIONS_ROUTES } from "./contract/operations-routes.js";
 
-type Schema = Record<string, unknown>;
+/** Where the jobs, auth and webhook routes are mounted. */
+export const API_PREFIX = "/api/v1";
 
 /**
- * The OpenAPI 3.1 document of SPEC.md section 3 (`GET /openapi.json`). Request
- * bodies come from the same zod schemas the routes validate with; recursive
- * parts (`$defs`) are lifted into `components.schemas`, where OpenAPI resolves refs.
+ * The OpenAPI 3.1 document of SPEC.md section 3 (`GET /openapi.json`),
+ * generated from the route definitions in src/api/contract: the same ones
+ * the routes validate requests with and type their answers by. It lists
+ * every route whichever of them this instance serves (ROLE=runner serves
+ * none), so it is the same on every instance.
  */
-export function buildOpenApi(): Schema {
-  const components: Record<string, Schema> = {};
-  const fromZod = (name: string, schema: z.ZodType): Schema => {
-    const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Schema;
-    const {
-      $schema: _,
-      $defs,
-      ...rest
-    } = json as { $schema?: string; $defs?: Record<string, Schema> };
-    const defs = Object.entries($defs ?? {});
-    const lift = (text: string) =>
-      defs.reduce(
-        (t, [def]) =>
-          t.replaceAll(
-            `"#/$defs/${def}"`,
-            `"#/components/schemas/${name}_${def.replace(/^_+/, "")}"`,
-          ),
-        text,
-      );
-    for (const [def, body] of defs) {
-      components[`${name}_${def.replace(/^_+/, "")}`] = JSON.parse(lift(JSON.stringify(body)));
-    }
-    components[name] = JSON.parse(lift(JSON.stringify(rest)));
-    return ref(name);
-  };
-  const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-  const json = (schema: Schema) => ({ content: { "application/json": { schema } } });
-  const ok = (description: string, schema: Schema) => ({ description, ...json(schema) });
-  const errors = (...codes: (keyof typeof ERROR_STATUS)[]) =>
-    Object.fromEntries(codes.map((code) => [String(ERROR_STATUS[code]), ok(code, ref("Error"))]));
-  const bearer = [{ bearer: [] }];
-  const jobId = {
-    name: "id",
-    in: "path",
-    required: true,
-    schema: { type: "string", format: "uuid" },
-  };
-  const timestamp = { type: ["string", "null"], format: "date-time" };
-
-  Object.assign(components, {
-    Error: {
-      type: "object",
-      required: ["error"],
-      properties: {
-        error: {
-          type: "object",
-          required: ["code", "message"],
-          properties: {
-            code: { enum: Object.keys(ERROR_STATUS) },
-            message: { type: "string" },
-            reason: { type: "string", description: "401 only: which check failed" },
-            status: { type: "string", description: "409 not_cancellable only: the job's status" },
-            details: {
-              type: "array",
-              items: {
-                type: "object",
-                properties: { path: { type: "string" }, message: { type: "string" } },
-              },
-            },
-          },
-        },
-      },
-    },
-    Execution: {
-      type: "object",
-      properties: {
-        id: { type: "string", format: "uuid" },
-        key: { type: "string" },
-        provider: { type: "string" },
-        model: { type: "string" },
-        status: { enum: [...EXECUTION_STATUSES] },
-        depends_on: { type: "array", items: { type: "string" } },
-        started_at: timestamp,
-        finished_at: timestamp,
-        output: {},
-        partial: { type: "boolean" },
-        error: { type: ["object", "null"] },
-        remote_id: { type: ["string", "null"] },
-        resumed: {
-          type: "boolean",
-          description: "carried over, completed, from the job this one resumes",
-        },
-        progress: { description: "the latest structured progress report (process), else null" },
-        gpu_released_at: {
-          ...timestamp,
-          description: "gpu_check: when nvidia-smi showed the execution's GPU memory freed",
-        },
-        remote_stop: {
-          type: ["object", "null"],
-          description:
-            "Remote-queue kinds: how the provider's own stop went once our side stopped.",
-          properties: {
-            requested_at: { type: "string", format: "date-time" },
-            confirmed_at: timestamp,
-            outcome: { enum: ["confirmed", "requested", "already_finished", "failed"] },
-          },
-        },
-        usage: {
-          type: "object",
-          description:
-            "GPU time used: billed by the provider where it reports it, else wall clock.",
-          properties: {
-            gpu_ms: { type: "integer" },
-            source: { enum: ["provider", "wall_clock"] },
-            cost_usd: { type: ["number", "null"] },
-          },
-        },
-      },
-    },
-    Job: {
-      type: "object",
-      properties: {
-        id: { type: "string", format: "uuid" },
-        owner: { type: "string", description: "0x… wallet address or service:<sub>" },
-        status: { enum: [...JOB_STATUSES] },
-        created_at: { type: "string", format: "date-time" },
-        started_at: timestamp,
-        finished_at: timestamp,
-        deadline_at: timestamp,
-        cancelled_at: timestamp,
-        cancelled_by: { type: ["string", "null"] },
-        cancel_reason: { type: ["string", "null"] },
-        stopped_at: timestamp,
-        attempt: { type: "integer" },
-        instance: { type: ["string", "null"] },
-        error: { type: ["object", "null"] },
-        metadata: { type: "object" },
-        queue_position: {
-          type: ["integer", "null"],
-          description: "queued jobs only: 1 + the queued jobs claimed before it",
-        },
-        resumed_from: { type: ["string", "null"], format: "uuid" },
-        resumed_by: { type: ["string", "null"], format: "uuid" },
-        usage: {
-          type: "object",
-          description: "The executions' GPU time summed; cost_usd sums the priced ones.",
-          properties: { gpu_ms: { type: "integer" }, cost_usd: { type: ["number", "null"] } },
-        },
-        executions: { type: "array", items: ref("Execution") },
-      },
-    },
+export function buildOpenApi(): Record<string, unknown> {
+  const registry = new OpenAPIRegistry();
+  registry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "a session token (POST /api/v1/auth/siwe) or a service token",
   });
-
-  const more = webhookPaths({
-    ref,
-    json,
-    ok,
-    errors: errors as DocParts["errors"],
-    bearer,
-    jobId,
-    timestamp,
+  registry.registerComponent("securitySchemes", "webhookSignature", {
+    type: "apiKey",
+    in: "header",
+    name: "webhook-signature",
+    description:
+      "Standard Webhooks: v1,base64(HMAC-SHA256(webhook-id.webhook-timestamp.body)) keyed " +
+      "with the whsec_ secret shown when the webhook was registered",
   });
-  Object.assign(components, more.schemas);
-  return {
+  const register = (route: RouteConfig, prefix: string) => {
+    const { middleware: _, ...documented } = route;
+    registry.registerPath({ ...documented, path: prefix + route.path });
+  };
+  for (const route of [...JOBS_ROUTES, ...ACCOUNT_ROUTES]) register(route, API_PREFIX);
+  for (const route of OPERATIONS_ROUTES) register(route, "");
+  registry.registerWebhook({
+    method: "post",
+    path: "job-event",
+    operationId: "jobEvent",
+    security: [{ webhookSignature: [] }],
+    summary: `What a registered webhook receives: ${WEBHOOK_EVENT_TYPES.join(", ")}`,
+    description:
+      "Signed as Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature); " +
+      "retried with backoff for 24 h until a 2xx; a 410 disables the webhook.",
+    request: { body: { content: { "application/json": { schema: WebhookEvent } } } },
+    responses: { 200: { description: "any 2xx: delivered" } },
+  });
+  const doc = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: "3.1.0",
     info: {
       title: "quench",
       version: "1",
       description: "Runs jobs on remote GPU providers and stops them the moment someone asks.",
+      license: { name: "MIT", identifier: "MIT" },
     },
     servers: [{ url: "/" }],
-    components: {
-      schemas: components,
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
-    },
-    paths: {
-      "/api/v1/auth/nonce": {
-        get: {
-          summary: "A single-use SIWE nonce, valid 10 minutes",
-          responses: {
-            200: ok("nonce", {
-              type: "object",
-              properties: {
-                nonce: { type: "string" },
-                expires_at: { type: "string", format: "date-time" },
-              },
-            }),
-            ...errors("rate_limited"),
-          },
-        },
-      },
-      "/api/v1/auth/siwe": {
-        post: {
-          summary: "Sign in with Ethereum: a session token for the message's address",
-          requestBody: { required: true, ...json(fromZod("SiweRequest", siweSchema)) },
-          responses: {
-            200: ok("session", {
-              type: "object",
-              properties: {
-                token: { type: "string" },
-                address: { type: "string" },
-                expires_at: { type: "string", format: "date-time" },
-              },
-            }),
-            ...errors("invalid_request", "unauthenticated", "rate_limited", "unavailable"),
-          },
-        },
-      },
-      "/api/v1/jobs": {
-        post: {
-          summary: "Submit a job",
-          security: bearer,
-          parameters: [
-            { name: "Idempotency-Key", in: "header", schema: { type: "string", maxLength: 255 } },
-          ],
-          requestBody: { required: true, ...json(fromZod("SubmitRequest", submitSchema)) },
-          responses: {
-            201: ok("created", ref("Job")),
-            200: ok("the job an earlier request with this Idempotency-Key created", ref("Job")),
-            ...errors(
-              "invalid_request",
-              "unauthenticated",
-              "forbidden",
-              "conflict",
-              "payload_too_large",
-              "rate_limited",
-            ),
-          },
-        },
-        get: {
-          summary: "Your jobs (all jobs for jobs:admin), newest first",
-          security: bearer,
-          parameters: Object.entries(
-            (
-              z.toJSONSchema(listQuerySchema, { io: "input" }) as {
-                properties: Record<string, Schema>;
-              }
-            ).properties,
-          ).map(([name, schema]) => ({ name, in: "query", schema })),
-          responses: {
-            200: ok("a page", {
-              type: "object",
-              properties: {
-                jobs: { type: "array", items: ref("Job") },
-                next_cursor: { type: ["string", "null"] },
-              },
-            }),
-            ...errors("invalid_request", "unauthenticated", "forbidden"),
-          },
-        },
-      },
-      "/api/v1/jobs/{id}": {
-        get: {
-          summary: "One job",
-          security: bearer,
-          parameters: [jobId],
-          responses: {
-            200: ok("the job", ref("Job")),
-            ...errors("unauthenticated", "forbidden", "not_found"),
-          },
-        },
-      },
-      "/api/v1/jobs/{id}/cancel": {
-        post: {
-          summary: "Cancel a job; waits up to CANCEL_ACK_MS for its runner's stop acknowledgement",
-          security: bearer,
-          parameters: [jobId],
-          requestBody: { required: false, ...json(fromZod("CancelRequest", cancelSchema)) },
-          responses: {
-            200: ok("cancelled", {
-              type: "object",
-              properties: {
-                ok: { const: true },
-                job_id: { type: "string" },
-                previous_status: { enum: ["queued", "running"] },
-                new_status: { const: "cancelled" },
-                context_cancelled: { type: "boolean" },
-                executions_cancelled: { type: "integer" },
-                cancelled_at: { type: "string", format: "date-time" },
-                stopped_at: timestamp,
-              },
-            }),
-            ...errors(
-              "invalid_request",
-              "unauthenticated",
-              "forbidden",
-              "not_found",
-              "not_cancellable",
-              "rate_limited",
-            ),
-          },
-        },
-      },
-      "/api/v1/jobs/cancel": {
-        post: {
-          summary: "Cancel up to 1,000 jobs",
-          security: bearer,
-          requestBody: { required: true, ...json(fromZod("BulkCancelRequest", bulkCancelSchema)) },
-          responses: {
-            200: ok("each job's outcome", {
-              type: "object",
-              properties: {
-                results: {
-                  type: "array",
-                  items: {
-                    type: "object",
-                    properties: {
-                      job_id: { type: "string" },
-                      ok: { type: "boolean" },
-                      previous_status: { type: ["string", "null"] },
-                      error: { type: "object" },
-                    },
-                  },
-                },
-                cancelled: { type: "integer" },
-              },
-            }),
-            ...errors("invalid_request", "unauthenticated", "forbidden", "rate_limited"),
-          },
-        },
-      },
-      "/api/v1/jobs/{id}/stream": {
-        get: {
-          summary: "Server-Sent Events: job, execution, progress, end (then the stream closes)",
-          security: bearer,
-          parameters: [jobId],
-          responses: {
-            200: {
-              description: "an event stream",
-              content: { "text/event-stream": { schema: { type: "string" } } },
-            },
-            204: { description: "a reconnect (Last-Event-ID) to a job that has ended: stop" },
-            ...errors("unauthenticated", "forbidden", "not_found"),
-          },
-        },
-      },
-      "/api/v1/jobs/{id}/events": {
-        get: {
-          summary: "The audit trail",
-          security: bearer,
-          parameters: [jobId],
-          responses: {
-            200: ok("events, oldest first", {
-              type: "array",
-              items: {
-                type: "object",
-                properties: {
-                  at: { type: "string", format: "date-time" },
-                  type: { type: "string" },
-                  actor: { type: ["string", "null"] },
-                  data: { type: "object" },
-                },
-              },
-            }),
-            ...errors("unauthenticated", "forbidden", "not_found"),
-          },
-        },
-      },
-      ...more.paths,
-      "/healthz": {
-        get: {
-          summary: "Health: 503 while draining or when the database is unreachable",
-          responses: {
-            200: ok("serving", { type: "object" }),
-            503: ok("unavailable", { type: "object" }),
-          },
-        },
-      },
-      "/metrics": {
-        get: {
-          summary: "Prometheus metrics",
-          responses: {
-            200: {
-              description: "text exposition format",
-              content: { "text/plain": { schema: { type: "string" } } },
-            },
-          },
-        },
-      },
-      "/": {
-        get: {
-          summary: "The dashboard (HTML): wallet sign-in, your jobs live, Cancel",
-          responses: {
-            200: {
-              description: "the page",
-              content: { "text/html": { schema: { type: "string" } } },
-            },
-          },
-        },
-      },
-      "/openapi.json": {
-        get: {
-          summary: "This document",
-          responses: { 200: ok("OpenAPI 3.1", { type: "object" }) },
-        },
-      },
-    },
-  };
+    tags: [
+      { name: "jobs", description: "submit, watch, cancel and resume jobs" },
+      { name: "auth", description: "Sign-In with Ethereum" },
+      { name: "webhooks", description: "job endings, pushed to your URL" },
+      { name: "operations", description: "health, metrics, this document, the dashboard" },
+    ],
+  });
+  for (const name of REQUEST_SCHEMAS) defaultsIntoDescriptions(doc.components?.schemas?.[name]);
+  return doc as unknown as Record<string, unknown>;
+}
+
+/** The request bodies' component names (the `.openapi(name)` of src/api/schemas.ts). */
+const REQUEST_SCHEMAS = [
+  "SubmitRequest",
+  "CancelRequest",
+  "BulkCancelRequest",
+  "SiweRequest",
+  "WebhookRequest",
+];
+
+/**
+ * A field the server fills in when it is absent is optional to the client,
+ * but openapi-typescript (by default) makes every property with a `default`
+ * required, so a generated client could not leave `depends_on` out. In
+ * request bodies the default is said in the description instead.
+ */
+function defaultsIntoDescriptions(schema: unknown): void {
+  if (typeof schema !== "object" || schema === null) return;
+  const node = schema as Record<string, unknown>;
+  if ("default" in node) {
+    const said = `default: ${JSON.stringify(node.default)}`;
+    node.description =
+      typeof node.description === "string" ? `${node.description} (${said})` : said;
+    delete node.default;
+  }
+  for (const value of Object.values(node)) defaultsIntoDescriptions(value);
 }

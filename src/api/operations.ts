@@ -1,6 +1,7 @@
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Database } from "../db/connection.js";
 import type { Metrics } from "../metrics.js";
+import * as routes from "./contract/operations-routes.js";
 import { buildOpenApi } from "./openapi.js";
 
 export interface OperationsDeps {
@@ -15,13 +16,17 @@ export interface OperationsDeps {
 }
 
 /** `GET /healthz`: 200 when serving; 503 while draining or when the database does not answer. */
-export function operationsRoutes(deps: OperationsDeps): Hono {
-  const app = new Hono();
-  app.get("/healthz", async (c) => {
+export function operationsRoutes(deps: OperationsDeps) {
+  const app = new OpenAPIHono();
+  app.openapi(routes.health, async (c) => {
     const db = await probe(deps.database, deps.dbTimeoutMs ?? 2_000);
     const draining = deps.isDraining();
     const body = {
-      status: draining ? "draining" : db === "ok" ? "ok" : "unavailable",
+      status: draining
+        ? ("draining" as const)
+        : db === "ok"
+          ? ("ok" as const)
+          : ("unavailable" as const),
       db,
       instance: deps.instance,
       role: deps.role,
@@ -29,16 +34,16 @@ export function operationsRoutes(deps: OperationsDeps): Hono {
     };
     if (body.status === "ok") return c.json(body, 200);
     const message = draining ? "instance is draining" : "database is unreachable";
-    return c.json({ ...body, error: { code: "unavailable", message } }, 503);
+    return c.json({ ...body, error: { code: "unavailable" as const, message } }, 503);
   });
   let openapi: Record<string, unknown> | undefined;
-  app.get("/openapi.json", (c) => {
+  app.openapi(routes.openApiDocument, (c) => {
     openapi ??= buildOpenApi();
-    return c.json(openapi);
+    return c.json(openapi, 200);
   });
-  app.get("/metrics", async (c) => {
+  app.openapi(routes.metrics, async (c) => {
     c.header("content-type", deps.metrics.registry.contentType);
-    return c.body(await deps.metrics.registry.metrics());
+    return c.text(await deps.metrics.registry.metrics(), 200);
   });
   return app;
 }

@@ -1,6 +1,7 @@
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import type { SubmitRequest } from "../client/types.js";
-import { JOB_STATUSES } from "../vocabulary.js";
+import { JOB_STATUSES, WEBHOOK_EVENT_TYPES } from "../vocabulary.js";
+import { JsonValue } from "./contract/models.js";
 
 /** Free text stored in a `text` column: Postgres refuses NUL there, so we refuse it first. */
 const text = (max: number) =>
@@ -16,7 +17,7 @@ const execution = z.strictObject({
   key: z.string().regex(KEY, "must match [a-z0-9_-]{1,64}"),
   provider: text(64).pipe(z.string().min(1)),
   model: text(256).pipe(z.string().min(1)),
-  input: z.json().default({}),
+  input: JsonValue.default({}),
   depends_on: z.array(z.string()).max(64).default([]),
   timeout_ms: z
     .number()
@@ -38,7 +39,7 @@ export const submitSchema = z
       .max(7 * DAY_MS)
       .default(900_000),
     max_parallel: z.number().int().min(1).max(64).default(8),
-    metadata: z.record(z.string(), z.json()).default({}),
+    metadata: z.record(z.string(), JsonValue).default({}),
     owner: text(64).optional(),
   })
   .superRefine((body, ctx) => {
@@ -78,7 +79,8 @@ export const submitSchema = z
         message: `depends_on forms a cycle: ${cycle.join(" → ")}`,
       });
     }
-  });
+  })
+  .openapi("SubmitRequest");
 
 export type SubmitBody = z.infer<typeof submitSchema>;
 
@@ -114,12 +116,16 @@ function findCycle(executions: { key: string; depends_on: string[] }[]): string[
   return undefined;
 }
 
-export const cancelSchema = z.strictObject({ reason: text(500).optional() }).optional();
+export const cancelSchema = z
+  .strictObject({ reason: text(500).optional() })
+  .openapi("CancelRequest");
 
-export const bulkCancelSchema = z.strictObject({
-  job_ids: z.array(z.string().max(100)).min(1).max(1000),
-  reason: text(500).optional(),
-});
+export const bulkCancelSchema = z
+  .strictObject({
+    job_ids: z.array(z.string().max(100)).min(1).max(1000),
+    reason: text(500).optional(),
+  })
+  .openapi("BulkCancelRequest");
 
 export const listQuerySchema = z.object({
   status: z.enum(JOB_STATUSES).optional(),
@@ -129,10 +135,30 @@ export const listQuerySchema = z.object({
   owner: text(64).optional(),
 });
 
-export const siweSchema = z.strictObject({
-  message: text(8192).pipe(z.string().min(1)),
-  signature: z.string().max(20_000),
-});
+export const siweSchema = z
+  .strictObject({
+    message: text(8192)
+      .pipe(z.string().min(1))
+      .openapi({ description: "an EIP-4361 message, as the wallet signed it" }),
+    signature: z.string().max(20_000),
+  })
+  .openapi("SiweRequest");
+
+export const webhookSchema = z
+  .strictObject({
+    url: z.string().min(1).max(2_000),
+    events: z
+      .array(z.enum(WEBHOOK_EVENT_TYPES))
+      .min(1)
+      .max(WEBHOOK_EVENT_TYPES.length)
+      .refine((e) => new Set(e).size === e.length, "events must not repeat")
+      .optional()
+      .openapi({ description: "default: every event type" }),
+    owner: z.string().min(1).max(200).nullable().optional().openapi({
+      description: "whose jobs: a wallet address or service:<sub>; null (jobs:admin) for every job",
+    }),
+  })
+  .openapi("WebhookRequest");
 
 export const uuid = z.uuid();
 
@@ -141,3 +167,9 @@ export const idempotencyKey = z
   .min(1)
   .max(255)
   .regex(/^[\x21-\x7e]+$/, "must be 1–255 visible ASCII characters");
+
+export const submitHeaders = z.object({
+  "Idempotency-Key": idempotencyKey.optional().openapi({
+    description: "a retry with the same key returns the job the first request created",
+  }),
+});

@@ -1,4 +1,4 @@
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import { ApiError } from "./errors.js";
 import { MAX_JSON_DEPTH, nestedDeeperThan } from "./json-depth.js";
@@ -17,11 +17,49 @@ export function invalid(message: string, details: FieldProblem[]): ApiError {
 export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const details = result.error.issues.slice(0, 50).map((issue) => ({
+  throw invalidFrom(result.error, what);
+}
+
+function invalidFrom(error: z.ZodError, what: string): ApiError {
+  const details = error.issues.slice(0, 50).map((issue) => ({
     path: issue.path.map(String).join(".") || what,
     message: issue.message,
   }));
-  throw invalid(`invalid ${what}`, details);
+  return invalid(`invalid ${what}`, details);
+}
+
+const TARGET_NAMES: Record<string, string> = { json: "body", query: "query", param: "path" };
+
+/**
+ * The routes' validators (from their definitions in src/api/contract) report
+ * through here, so a refusal is the same 400 `invalid_request` with `details`
+ * as everywhere else.
+ */
+export function validationHook(result: {
+  success: boolean;
+  target: string;
+  error?: z.ZodError;
+}): void {
+  if (result.success || result.error === undefined) return;
+  throw invalidFrom(result.error, TARGET_NAMES[result.target] ?? result.target);
+}
+
+/**
+ * The framing checks of a JSON body, run before the route's validator (as
+ * route middleware): the content type, the nesting depth (before any
+ * recursive parse), valid JSON. An `optional` body may be absent; it is then
+ * validated as `{}`.
+ */
+export function jsonBody(options: { optional?: boolean } = {}): MiddlewareHandler {
+  return async function checkJsonBody(c, next) {
+    const value = await readJson(c, options);
+    // The validator parses the text hono cached (readJson read it); an absent
+    // body is read as `{}`. hono types its cache as values, though it holds promises.
+    if (value === undefined) {
+      (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve("{}");
+    }
+    await next();
+  };
 }
 
 /**

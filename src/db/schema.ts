@@ -18,6 +18,7 @@ import {
   type ExecutionStatus,
   JOB_STATUSES,
   type JobStatus,
+  type WebhookEventType,
 } from "../vocabulary.js";
 
 /** An execution's remote stop, as SPEC.md section 3 shows it (ISO times). */
@@ -191,7 +192,7 @@ export const webhooks = pgTable(
     /** The principal that registered it: it alone (or an admin) sees and deletes it. */
     createdBy: text("created_by").notNull(),
     url: text("url").notNull(),
-    events: jsonb("events").$type<string[]>().notNull(),
+    events: jsonb("events").$type<WebhookEventType[]>().notNull(),
     secret: text("secret").notNull(),
     createdAt: tz("created_at").notNull().defaultNow(),
     /** Set by DELETE or by a receiver's 410: nothing more is sent to it. */
@@ -217,7 +218,7 @@ export const webhookEvents = pgTable(
     jobId: uuid("job_id")
       .notNull()
       .references(() => jobs.id, { onDelete: "cascade" }),
-    type: text("type").notNull(),
+    type: text("type").$type<WebhookEventType>().notNull(),
     /** Facts of the change that the job object does not hold (`cancel_to_stop_ms`). */
     extra: jsonb("extra").$type<Record<string, unknown>>().notNull().default({}),
     createdAt: tz("created_at").notNull().defaultNow(),

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { asc, eq } from "drizzle-orm";
+import type { WebhookEventType } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { type WebhookRow, webhooks } from "./schema.js";
 
@@ -7,7 +8,7 @@ export interface NewWebhook {
   owner: string | null;
   createdBy: string;
   url: string;
-  events: string[];
+  events: WebhookEventType[];
   secret: string;
 }
 

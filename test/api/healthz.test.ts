@@ -99,6 +99,31 @@ describe("GET /openapi.json", () => {
       );
       expect(refs.filter((r) => !(r in doc.components.schemas))).toEqual([]);
       expect(doc.components.schemas.SubmitRequest?.required).toContain("executions");
+      const operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
+        Object.entries(methods).map(([method, op]) => ({
+          path,
+          method,
+          ...(op as { operationId?: string; security?: unknown[]; responses: object }),
+        })),
+      );
+      const ids = operations.map((o) => o.operationId);
+      expect(ids.every((id) => typeof id === "string")).toBe(true);
+      expect(new Set(ids).size).toBe(ids.length);
+      // Every API operation reads the database, so each can answer 503; the public ones say so.
+      for (const op of operations.filter((o) => o.path.startsWith("/api/"))) {
+        expect(Object.keys(op.responses), `${op.method} ${op.path}`).toContain("503");
+      }
+      const open = operations.filter((o) => o.security?.length === 0).map((o) => o.operationId);
+      expect(open.sort()).toEqual(
+        [
+          "getNonce",
+          "signInWithEthereum",
+          "getHealth",
+          "getMetrics",
+          "getOpenApiDocument",
+          "getDashboard",
+        ].sort(),
+      );
     } finally {
       await t.drop();
     }

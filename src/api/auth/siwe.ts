@@ -1,4 +1,4 @@
-import { getAddress, type Hex, type PublicClient, verifyMessage } from "viem";
+import { type Address, getAddress, type Hex, type PublicClient, verifyMessage } from "viem";
 import type { Db } from "../../db/connection.js";
 import { consumeNonce } from "../../db/nonces.js";
 import { ApiError } from "../errors.js";
@@ -28,7 +28,7 @@ export interface SiweCheck {
 export async function verifySiwe(
   check: SiweCheck,
   body: { message: string; signature: string },
-): Promise<{ address: string; expirationTime: Date | undefined }> {
+): Promise<{ address: Address; expirationTime: Date | undefined }> {
   let fields: SiweMessage;
   try {
     fields = parseSiweMessage(body.message);

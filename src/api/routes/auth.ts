@@ -1,12 +1,10 @@
-import { Hono } from "hono";
 import type { PublicClient } from "viem";
 import type { Db } from "../../db/connection.js";
 import { createNonce } from "../../db/nonces.js";
 import { verifySiwe } from "../auth/siwe.js";
 import type { Authenticator } from "../auth/tokens.js";
-import type { ApiEnv } from "../env.js";
-import { siweSchema } from "../schemas.js";
-import { parse, readJson } from "../validation.js";
+import * as routes from "../contract/account-routes.js";
+import { router } from "../router.js";
 
 const NONCE_TTL_MS = 10 * 60_000;
 
@@ -22,17 +20,17 @@ export interface AuthRoutesDeps {
 }
 
 /** `GET /auth/nonce` and `POST /auth/siwe` (SPEC.md section 3, wallet auth). */
-export function authRoutes(deps: AuthRoutesDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function authRoutes(deps: AuthRoutesDeps) {
+  const app = router();
 
-  app.get("/auth/nonce", async (c) => {
+  app.openapi(routes.getNonce, async (c) => {
     const { nonce, expiresAt } = await createNonce(deps.db, NONCE_TTL_MS);
     c.header("cache-control", "no-store");
-    return c.json({ nonce, expires_at: expiresAt.toISOString() });
+    return c.json({ nonce, expires_at: expiresAt.toISOString() }, 200);
   });
 
-  app.post("/auth/siwe", async (c) => {
-    const body = parse(siweSchema, await readJson(c), "body");
+  app.openapi(routes.signIn, async (c) => {
+    const body = c.req.valid("json");
     const host = c.req.header("host");
     const domains =
       deps.siweDomains.length > 0 ? deps.siweDomains : deps.siweHostFallback && host ? [host] : [];
@@ -43,7 +41,7 @@ export function authRoutes(deps: AuthRoutesDeps): Hono<ApiEnv> {
     const { token, expiresAt } = await deps.auth.issueSession(address, expirationTime);
     c.get("log").info({ address }, "wallet signed in");
     c.header("cache-control", "no-store");
-    return c.json({ token, address, expires_at: expiresAt.toISOString() });
+    return c.json({ token, address, expires_at: expiresAt.toISOString() }, 200);
   });
 
   return app;

@@ -1,15 +1,14 @@
-import { Hono } from "hono";
 import pMap from "p-map";
 import type { Db } from "../../db/connection.js";
 import type { Metrics } from "../../metrics.js";
 import type { CancelResult, CancelService } from "../../runner/cancel.js";
+import { isJobStatus } from "../../vocabulary.js";
 import { type Principal, requireOwnership, requireScope } from "../auth/principal.js";
-import type { ApiEnv } from "../env.js";
+import * as routes from "../contract/jobs-routes.js";
 import { ApiError } from "../errors.js";
 import { ownedJobId } from "../job-access.js";
 import { iso } from "../job-view.js";
-import { bulkCancelSchema, cancelSchema } from "../schemas.js";
-import { parse, readJson } from "../validation.js";
+import { router } from "../router.js";
 
 export interface CancelRoutesDeps {
   db: Db;
@@ -23,8 +22,8 @@ export interface CancelRoutesDeps {
 const BULK_CONCURRENCY = 16;
 
 /** `POST /jobs/:id/cancel` and `POST /jobs/cancel` (SPEC.md section 3). */
-export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function cancelRoutes(deps: CancelRoutesDeps) {
+  const app = router();
 
   /** Cancels one job for `principal`, counting the outcome; refusals throw ApiError. */
   async function cancelOne(
@@ -51,30 +50,33 @@ export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
     }
   }
 
-  app.post("/jobs/:id/cancel", async (c) => {
+  app.openapi(routes.cancelJob, async (c) => {
     const principal = c.get("principal");
-    const body = parse(cancelSchema, await readJson(c, { optional: true }), "body");
-    const result = await cancelOne(principal, c.req.param("id"), body?.reason ?? null);
+    const body = c.req.valid("json");
+    const result = await cancelOne(principal, c.req.valid("param").id, body.reason ?? null);
     c.get("log").info(
       { job_id: result.jobId, actor: principal.owner, context_cancelled: result.contextCancelled },
       "job cancelled",
     );
-    return c.json({
-      ok: true,
-      job_id: result.jobId,
-      previous_status: result.previousStatus,
-      new_status: result.newStatus,
-      context_cancelled: result.contextCancelled,
-      executions_cancelled: result.executionsCancelled,
-      cancelled_at: result.cancelledAt.toISOString(),
-      stopped_at: iso(result.stoppedAt),
-    });
+    return c.json(
+      {
+        ok: true as const,
+        job_id: result.jobId,
+        previous_status: result.previousStatus,
+        new_status: result.newStatus,
+        context_cancelled: result.contextCancelled,
+        executions_cancelled: result.executionsCancelled,
+        cancelled_at: result.cancelledAt.toISOString(),
+        stopped_at: iso(result.stoppedAt),
+      },
+      200,
+    );
   });
 
-  app.post("/jobs/cancel", async (c) => {
+  app.openapi(routes.cancelJobs, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:cancel");
-    const body = parse(bulkCancelSchema, await readJson(c), "body");
+    const body = c.req.valid("json");
     const one = async (id: string) => {
       try {
         // No wait for each stop acknowledgement: the bulk answer carries no stopped_at.
@@ -86,13 +88,13 @@ export function cancelRoutes(deps: CancelRoutesDeps): Hono<ApiEnv> {
         return {
           job_id: id,
           ok: false,
-          previous_status: typeof status === "string" ? status : null,
+          previous_status: isJobStatus(status) ? status : null,
           error: { code: err.code, message: err.message },
         };
       }
     };
     const results = await pMap(body.job_ids, one, { concurrency: BULK_CONCURRENCY });
-    return c.json({ results, cancelled: results.filter((r) => r.ok).length });
+    return c.json({ results, cancelled: results.filter((r) => r.ok).length }, 200);
   });
 
   return app;

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { Hono } from "hono";
 import { getAddress, isAddress } from "viem";
 import type { Db } from "../../db/connection.js";
 import { listEvents } from "../../db/events.js";
@@ -8,12 +7,13 @@ import { insertJob, type JobCursor, listJobs, withQueuePositions } from "../../d
 import type { Metrics } from "../../metrics.js";
 import type { ProviderRegistry } from "../../providers/registry.js";
 import { isAdmin, type Principal, requireScope } from "../auth/principal.js";
-import type { ApiEnv } from "../env.js";
+import * as routes from "../contract/jobs-routes.js";
 import { ApiError } from "../errors.js";
 import { jobFor } from "../job-access.js";
 import { eventView, jobView } from "../job-view.js";
-import { idempotencyKey, listQuerySchema, type SubmitBody, submitSchema } from "../schemas.js";
-import { invalid, parse, readJson } from "../validation.js";
+import { router } from "../router.js";
+import type { SubmitBody } from "../schemas.js";
+import { invalid } from "../validation.js";
 
 export interface JobsRoutesDeps {
   db: Db;
@@ -24,15 +24,14 @@ export interface JobsRoutesDeps {
 }
 
 /** `POST /jobs`, `GET /jobs`, `GET /jobs/:id`, `GET /jobs/:id/events` (SPEC.md section 3). */
-export function jobsRoutes(deps: JobsRoutesDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function jobsRoutes(deps: JobsRoutesDeps) {
+  const app = router();
 
-  app.post("/jobs", async (c) => {
+  app.openapi(routes.submitJob, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:submit");
-    const rawKey = c.req.header("idempotency-key");
-    const key = rawKey === undefined ? undefined : parse(idempotencyKey, rawKey, "Idempotency-Key");
-    const body = parse(submitSchema, await readJson(c), "body");
+    const key = c.req.valid("header")["Idempotency-Key"];
+    const body = c.req.valid("json");
     const owner = ownerFor(principal, body);
     const unknown = body.executions.flatMap((e, i) =>
       deps.providers.get(e.provider) === undefined
@@ -87,10 +86,10 @@ export function jobsRoutes(deps: JobsRoutesDeps): Hono<ApiEnv> {
     }
   });
 
-  app.get("/jobs", async (c) => {
+  app.openapi(routes.listJobs, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:read");
-    const query = parse(listQuerySchema, c.req.query(), "query");
+    const query = c.req.valid("query");
     if (query.owner !== undefined && !isAdmin(principal)) {
       throw new ApiError("forbidden", "only jobs:admin may list another owner's jobs");
     }
@@ -101,21 +100,24 @@ export function jobsRoutes(deps: JobsRoutesDeps): Hono<ApiEnv> {
       ...(query.status === undefined ? {} : { status: query.status }),
       ...(query.cursor === undefined ? {} : { after: decodeCursor(query.cursor) }),
     });
-    return c.json({
-      jobs: (await withQueuePositions(deps.db, page.jobs)).map(jobView),
-      next_cursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor),
-    });
+    return c.json(
+      {
+        jobs: (await withQueuePositions(deps.db, page.jobs)).map(jobView),
+        next_cursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor),
+      },
+      200,
+    );
   });
 
-  app.get("/jobs/:id", async (c) => {
-    const job = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
+  app.openapi(routes.getJob, async (c) => {
+    const job = await jobFor(deps.db, c.get("principal"), c.req.valid("param").id, "jobs:read");
     const [positioned] = await withQueuePositions(deps.db, [job]);
-    return c.json(jobView(positioned ?? job));
+    return c.json(jobView(positioned ?? job), 200);
   });
 
-  app.get("/jobs/:id/events", async (c) => {
-    const job = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
-    return c.json((await listEvents(deps.db, job.id)).map(eventView));
+  app.openapi(routes.listJobEvents, async (c) => {
+    const job = await jobFor(deps.db, c.get("principal"), c.req.valid("param").id, "jobs:read");
+    return c.json((await listEvents(deps.db, job.id)).map(eventView), 200);
   });
 
   return app;

@@ -1,20 +1,20 @@
-import { Hono } from "hono";
 import type { Db } from "../../db/connection.js";
 import { getJob } from "../../db/jobs.js";
 import { resumeJob } from "../../db/resume.js";
-import type { ApiEnv } from "../env.js";
+import * as routes from "../contract/jobs-routes.js";
 import { ApiError } from "../errors.js";
 import { ownedJobId } from "../job-access.js";
 import { jobView } from "../job-view.js";
+import { router } from "../router.js";
 
 /** `POST /jobs/:id/resume` (SPEC.md section 3): a new job that continues a stopped one. */
-export function resumeRoutes(deps: { db: Db; notifyNewWork: () => void }): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function resumeRoutes(deps: { db: Db; notifyNewWork: () => void }) {
+  const app = router();
 
-  app.post("/jobs/:id/resume", async (c) => {
+  app.openapi(routes.resumeJob, async (c) => {
     const principal = c.get("principal");
     // The same authorization as a cancel: a resume spends GPU time on the owner's behalf.
-    const id = await ownedJobId(deps.db, principal, c.req.param("id"), "jobs:cancel");
+    const id = await ownedJobId(deps.db, principal, c.req.valid("param").id, "jobs:cancel");
     const result = await resumeJob(deps.db, id, principal.owner);
     if (result.outcome === "not_found") throw new ApiError("not_found", `job ${id} does not exist`);
     if (result.outcome === "already_resumed") {

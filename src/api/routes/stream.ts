@@ -1,13 +1,13 @@
-import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Db } from "../../db/connection.js";
 import { getJob, withQueuePositions } from "../../db/jobs.js";
 import { isDatabaseUnavailable } from "../../db/unavailable.js";
 import type { FeedEvent, JobFeed } from "../../runner/job-feed.js";
 import { isTerminalJobStatus, type JobStatus } from "../../vocabulary.js";
-import type { ApiEnv } from "../env.js";
+import * as routes from "../contract/jobs-routes.js";
 import { jobFor } from "../job-access.js";
 import { executionView, jobView } from "../job-view.js";
+import { router } from "../router.js";
 import type { StreamRegistry } from "../streams.js";
 
 /**
@@ -37,16 +37,16 @@ export interface StreamRoutesDeps {
  * and `end` once the job is terminal, after which the stream closes. A
  * client that disconnects is unsubscribed at once: nothing stays behind.
  */
-export function streamRoutes(deps: StreamRoutesDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function streamRoutes(deps: StreamRoutesDeps) {
+  const app = router();
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const pollMs = deps.pollMs ?? 1_000;
 
-  app.get("/jobs/:id/stream", async (c) => {
-    const found = await jobFor(deps.db, c.get("principal"), c.req.param("id"), "jobs:read");
+  app.openapi(routes.streamJob, async (c) => {
+    const found = await jobFor(deps.db, c.get("principal"), c.req.valid("param").id, "jobs:read");
     // A reconnect (an EventSource sends Last-Event-ID) to a job that has ended has nothing
     // more to hear: 204 tells a standard client to stop instead of reconnecting forever.
-    if (c.req.header("last-event-id") !== undefined && over(found)) {
+    if (c.req.valid("header")["Last-Event-ID"] !== undefined && over(found)) {
       return c.body(null, 204);
     }
     const first = (await withQueuePositions(deps.db, [found]))[0] ?? {

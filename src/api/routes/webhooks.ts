@@ -1,7 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { Hono } from "hono";
 import { getAddress, isAddress } from "viem";
-import { z } from "zod";
 import type { Db } from "../../db/connection.js";
 import type { WebhookRow } from "../../db/schema.js";
 import { listAttempts } from "../../db/webhook-attempts.js";
@@ -9,27 +7,16 @@ import { deleteWebhook, getWebhook, insertWebhook, listWebhooks } from "../../db
 import { WEBHOOK_EVENT_TYPES } from "../../vocabulary.js";
 import { checkWebhookUrl, UnsafeWebhookUrl, type UrlRules } from "../../webhooks/url-safety.js";
 import { isAdmin, type Principal, requireScope } from "../auth/principal.js";
-import type { ApiEnv } from "../env.js";
+import * as routes from "../contract/account-routes.js";
 import { ApiError } from "../errors.js";
 import { iso } from "../job-view.js";
+import { router } from "../router.js";
 import { uuid } from "../schemas.js";
-import { invalid, parse, readJson } from "../validation.js";
-
-export const webhookSchema = z.strictObject({
-  url: z.string().min(1).max(2_000),
-  events: z
-    .array(z.enum(WEBHOOK_EVENT_TYPES))
-    .min(1)
-    .max(WEBHOOK_EVENT_TYPES.length)
-    .refine((e) => new Set(e).size === e.length, "events must not repeat")
-    .optional(),
-  /** Whose jobs: a wallet address or `service:<sub>`; null (jobs:admin) for every job. */
-  owner: z.string().min(1).max(200).nullable().optional(),
-});
+import { invalid } from "../validation.js";
 
 /** `POST/GET/DELETE /webhooks`, `GET /webhooks/:id/deliveries` (SPEC.md section 3, Webhooks). */
-export function webhookRoutes(deps: { db: Db; rules: UrlRules }): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function webhookRoutes(deps: { db: Db; rules: UrlRules }) {
+  const app = router();
 
   /** The webhook if this principal registered it (or is admin); 404 otherwise, revealing nothing. */
   async function ownWebhook(principal: Principal, id: string): Promise<WebhookRow> {
@@ -40,10 +27,10 @@ export function webhookRoutes(deps: { db: Db; rules: UrlRules }): Hono<ApiEnv> {
     return row;
   }
 
-  app.post("/webhooks", async (c) => {
+  app.openapi(routes.createWebhook, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:read");
-    const body = parse(webhookSchema, await readJson(c), "body");
+    const body = c.req.valid("json");
     const owner = ownerFor(principal, body.owner);
     const url = await checkWebhookUrl(body.url, deps.rules).catch((err: unknown) => {
       if (err instanceof UnsafeWebhookUrl) {
@@ -65,39 +52,42 @@ export function webhookRoutes(deps: { db: Db; rules: UrlRules }): Hono<ApiEnv> {
     return c.json({ ...webhookView(row), secret }, 201);
   });
 
-  app.get("/webhooks", async (c) => {
+  app.openapi(routes.listWebhooks, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:read");
     const rows = await listWebhooks(deps.db, isAdmin(principal) ? undefined : principal.owner);
-    return c.json({ webhooks: rows.map(webhookView) });
+    return c.json({ webhooks: rows.map(webhookView) }, 200);
   });
 
-  app.delete("/webhooks/:id", async (c) => {
+  app.openapi(routes.deleteWebhook, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:read");
-    const row = await ownWebhook(principal, c.req.param("id"));
+    const row = await ownWebhook(principal, c.req.valid("param").id);
     await deleteWebhook(deps.db, row.id);
     return c.body(null, 204);
   });
 
-  app.get("/webhooks/:id/deliveries", async (c) => {
+  app.openapi(routes.listDeliveries, async (c) => {
     const principal = c.get("principal");
     requireScope(principal, "jobs:read");
-    const row = await ownWebhook(principal, c.req.param("id"));
+    const row = await ownWebhook(principal, c.req.valid("param").id);
     const attempts = await listAttempts(deps.db, row.id);
-    return c.json({
-      deliveries: attempts.map((a) => ({
-        event_id: a.eventId,
-        type: a.type,
-        job_id: a.jobId,
-        attempt: a.attempt,
-        status_code: a.statusCode,
-        error: a.error,
-        attempted_at: a.at.toISOString(),
-        delivered_at: iso(a.deliveredAt),
-        next_attempt_at: iso(a.nextAttemptAt),
-      })),
-    });
+    return c.json(
+      {
+        deliveries: attempts.map((a) => ({
+          event_id: a.eventId,
+          type: a.type,
+          job_id: a.jobId,
+          attempt: a.attempt,
+          status_code: a.statusCode,
+          error: a.error,
+          attempted_at: a.at.toISOString(),
+          delivered_at: iso(a.deliveredAt),
+          next_attempt_at: iso(a.nextAttemptAt),
+        })),
+      },
+      200,
+    );
   });
 
   return app;
