@@ -53,14 +53,19 @@ export function validationHook(result: {
 export function jsonBody(options: { optional?: boolean } = {}): MiddlewareHandler {
   return async function checkJsonBody(c, next) {
     const value = await readJson(c, options);
-    // The validator parses the text hono cached (readJson read it); an absent
-    // body is read as `{}`. hono types its cache as values, though it holds promises.
+    // The validator parses the text hono cached (readJson read it). An absent
+    // body sent as JSON is read as `{}`; one sent without a content type is
+    // read as empty (blank text is none), which the route's validator takes
+    // as `{}` too. hono types its cache as values, though it holds promises.
     if (value === undefined) {
-      (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve("{}");
+      const asJson = JSON_TYPE.test(c.req.header("content-type") ?? "");
+      (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(asJson ? "{}" : "");
     }
     await next();
   };
 }
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 
 /**
  * The request's JSON body. A body that is present must be JSON with a JSON
@@ -74,7 +79,7 @@ export async function readJson(c: Context, options: { optional?: boolean } = {})
     throw invalid("a JSON body is required", [{ path: "body", message: "required" }]);
   }
   const type = c.req.header("content-type") ?? "";
-  if (!/^application\/(?:[\w.+-]+\+)?json\b/i.test(type)) {
+  if (!JSON_TYPE.test(type)) {
     throw invalid("the body must be sent as application/json", [
       {
         path: "content-type",

@@ -132,6 +132,33 @@ describe.each(DRIVERS)("the HTTP edge on %s", (driver) => {
     expect(stringy.status).toBe(201);
   });
 
+  it("a cancel over the wire takes no body, an empty JSON one, or a reason; other types are a 400", async () => {
+    const forms: [string, Record<string, string>, string | undefined, number][] = [
+      ["no body, no content type (curl -X POST)", {}, undefined, 200],
+      ["an empty body sent as JSON", { "content-type": "application/json" }, "", 200],
+      ["{}", { "content-type": "application/json" }, "{}", 200],
+      ["a reason", { "content-type": "application/json; charset=utf-8" }, '{"reason":"r"}', 200],
+      ["a form body", { "content-type": "application/x-www-form-urlencoded" }, "reason=r", 400],
+      ["an unknown field", { "content-type": "application/json" }, '{"why":"r"}', 400],
+    ];
+    for (const [what, headers, body, status] of forms) {
+      const created = await api.call("POST", "/api/v1/jobs", {
+        token,
+        body: submitBody('{"prompt":"hi"}'),
+      });
+      const { id } = (await created.json()) as { id: string };
+      const res = await fetch(`${server.url}/api/v1/jobs/${id}/cancel`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, ...headers },
+        ...(body === undefined ? {} : { body }),
+      });
+      const answer = (await res.json()) as { ok?: boolean; error?: { code: string } };
+      expect(res.status, what).toBe(status);
+      if (status === 200) expect(answer.ok, what).toBe(true);
+      else expect(answer.error?.code, what).toBe("invalid_request");
+    }
+  });
+
   it("JSON exactly 256 levels deep is accepted, 257 refused", async () => {
     // The body object is level 1 and metadata level 2, so 254 more levels inside make 256.
     const ok = await api.call("POST", "/api/v1/jobs", {
