@@ -1,11 +1,14 @@
-import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import { type ExecutionStatus, executionStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
+import type { JobEventType } from "./events.js";
 import { storableJson } from "./json.js";
+import { rowAs, rowsOf } from "./rows.js";
 import {
   type ErrorInfo,
   type ExecutionRow,
   executions,
+  jobEvents,
   jobs,
   type RemoteStopRecord,
   type UsageRecord,
@@ -35,20 +38,26 @@ export function listExecutions(db: Db, jobIds: string[]): Promise<ExecutionRow[]
 }
 
 /**
- * pending → running. Undefined if the execution was not pending (cancelled,
- * say) or its job is no longer running on `instance`.
+ * pending → running, with its `execution_started` event, in one statement
+ * (the event exists exactly when the start does). Undefined if the
+ * execution was not pending (cancelled, say) or its job is no longer
+ * running on `instance`.
  */
 export async function startExecution(
   db: Db,
   id: string,
   instance: string,
 ): Promise<ExecutionRow | undefined> {
-  const [row] = await db
-    .update(executions)
-    .set({ status: "running", startedAt: sql`now()` })
-    .where(and(eq(executions.id, id), executionGuard("running"), heldBy(instance)))
-    .returning();
-  return row;
+  return withEvent(
+    db,
+    sql`update ${executions} set status = 'running', started_at = now()
+        where ${and(eq(executions.id, id), executionGuard("running"), heldBy(instance))}`,
+    {
+      type: "execution_started",
+      actor: instance,
+      data: sql`jsonb_build_object('key', key, 'provider', provider)`,
+    },
+  );
 }
 
 export type ExecutionResult = (
@@ -57,9 +66,10 @@ export type ExecutionResult = (
 ) & { usage?: UsageRecord };
 
 /**
- * running → completed | failed. Undefined if the execution was no longer
- * running (a cancel got there first, and its status stands) or its job is no
- * longer running on `instance`.
+ * running → completed | failed, with its `execution_finished` event, in one
+ * statement. Undefined if the execution was no longer running (a cancel got
+ * there first, and its status stands) or its job is no longer running on
+ * `instance`.
  */
 export async function finishExecution(
   db: Db,
@@ -68,19 +78,48 @@ export async function finishExecution(
   result: ExecutionResult,
 ): Promise<ExecutionRow | undefined> {
   const failed = result.status === "failed";
-  const [row] = await db
-    .update(executions)
-    .set({
-      status: result.status,
-      finishedAt: sql`now()`,
-      output: storableJson(result.output ?? null),
-      partial: failed ? (result.partial ?? false) : false,
-      error: failed ? storableJson(result.error) : null,
-      ...(result.usage === undefined ? {} : { usage: result.usage }),
-    })
-    .where(and(eq(executions.id, id), executionGuard(result.status), heldBy(instance)))
-    .returning();
-  return row;
+  const output = JSON.stringify(storableJson(result.output ?? null));
+  const error = failed ? JSON.stringify(storableJson(result.error)) : null;
+  const usage = result.usage === undefined ? null : JSON.stringify(result.usage);
+  return withEvent(
+    db,
+    sql`update ${executions} set
+          status = ${result.status},
+          finished_at = now(),
+          output = ${output}::jsonb,
+          partial = ${failed ? (result.partial ?? false) : false},
+          error = ${error}::jsonb,
+          usage = coalesce(${usage}::jsonb, usage)
+        where ${and(eq(executions.id, id), executionGuard(result.status), heldBy(instance))}`,
+    {
+      type: "execution_finished",
+      actor: instance,
+      data: sql`jsonb_build_object('key', key, 'status', status, 'error', error->>'code')`,
+    },
+  );
+}
+
+/**
+ * Runs `update` (an UPDATE of one execution, without RETURNING) and, only
+ * if it changed the row, appends `event` to its job's trail, in one
+ * statement: one round trip and one commit for both.
+ */
+async function withEvent(
+  db: Db,
+  update: SQL,
+  /** `data` is evaluated over the changed row. */
+  event: { type: JobEventType; actor: string; data: SQL },
+): Promise<ExecutionRow | undefined> {
+  const [raw] = await rowsOf<Record<string, unknown>>(
+    db,
+    sql`with changed as (${update} returning *),
+        event as (
+          insert into ${jobEvents} (job_id, type, actor, data)
+          select job_id, ${event.type}, ${event.actor}, ${event.data} from changed
+        )
+        select * from changed`,
+  );
+  return raw === undefined ? undefined : rowAs(executions, raw);
 }
 
 /** pending → skipped, because a dependency did not complete. */

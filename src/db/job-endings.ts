@@ -13,19 +13,28 @@ import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions } from "./executions.js";
 import { type EndGuard, holds } from "./job-transitions.js";
-import { type ErrorInfo, executions, type JobRow, jobs } from "./schema.js";
-import { enqueueJobEvent } from "./webhook-outbox.js";
+import { rowsOf } from "./rows.js";
+import { type ErrorInfo, executions, type JobRow, jobEvents, jobs } from "./schema.js";
+import { enqueueJobEvent, outboxInsert } from "./webhook-outbox.js";
 
 function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));
 }
 
+/**
+ * Locks the job's row against other transitions. `NO KEY UPDATE`, the lock
+ * an UPDATE itself takes, not `UPDATE`: an execution's start or finish
+ * inserts its event in the same statement as its own row change, and the
+ * event's foreign key takes `KEY SHARE` on this row; under `FOR UPDATE` a
+ * cancel (job row, then executions) and a finishing execution (its row,
+ * then the job's key) would deadlock.
+ */
 async function lockJob(tx: Db, jobId: string): Promise<{ status: JobStatus } | undefined> {
   const [row] = await tx
     .select({ status: jobs.status })
     .from(jobs)
     .where(eq(jobs.id, jobId))
-    .for("update");
+    .for("no key update");
   return row;
 }
 
@@ -119,41 +128,65 @@ export type FinishOutcome =
  * timeout won the race: its status stands).
  */
 export async function finishJob(db: Db, jobId: string, actor: string): Promise<FinishOutcome> {
-  return db.transaction(async (tx): Promise<FinishOutcome> => {
-    const current = await lockJob(tx, jobId);
-    if (current === undefined) return { ok: false, reason: "not_found" };
-    if (current.status !== "running") {
-      return { ok: false, reason: "not_running", status: current.status };
-    }
-    const states = await tx
-      .select({ status: executions.status })
-      .from(executions)
-      .where(eq(executions.jobId, jobId));
-    if (states.some((s) => s.status === "pending" || s.status === "running")) {
-      return { ok: false, reason: "executions_active" };
-    }
-    const completed = states.filter((s) => s.status === "completed").length;
-    const status = completed === states.length ? "completed" : completed > 0 ? "partial" : "failed";
-    const error: ErrorInfo | null =
-      status === "failed"
-        ? { code: "executions_failed", message: "no execution of the job completed" }
-        : null;
-    const [row] = await tx
-      .update(jobs)
-      .set({ status, finishedAt: sql`now()`, leaseExpiresAt: null, error })
-      .where(and(eq(jobs.id, jobId), jobGuard(status)))
-      .returning({ owner: jobs.owner });
-    if (row === undefined) return { ok: false, reason: "not_running", status: current.status };
-    await appendEvent(tx, {
-      jobId,
-      type: "finished",
-      actor,
-      data: { status, completed, executions: states.length },
-    });
-    await enqueueJobEvent(tx, { jobId, owner: row.owner, type: `job.${status}` });
-    return { ok: true, status };
-  });
+  // One statement, so one round trip and one commit: the job's row is locked
+  // first (`cur`), so a cancel committing meanwhile is seen and wins; the
+  // update is guarded again on the row itself. The event and the outbox rows
+  // exist only if the update happened.
+  const [row] = await rowsOf<{ current: JobStatus; active: number; finished: string | null }>(
+    db,
+    sql`
+    with cur as (
+      select id, status from ${jobs} where id = ${jobId} for no key update
+    ),
+    verdict as (
+      select count(*)::int as n,
+             (count(*) filter (where status in ('pending', 'running')))::int as active,
+             (count(*) filter (where status = 'completed'))::int as done
+      from ${executions} where job_id = ${jobId}
+    ),
+    outcome as (
+      select case when done = n then 'completed' when done > 0 then 'partial' else 'failed' end
+               as status, n, done, active
+      from verdict
+    ),
+    upd as (
+      update ${jobs} set
+        status = o.status,
+        finished_at = now(),
+        lease_expires_at = null,
+        error = case when o.status = 'failed' then ${JSON.stringify(NONE_COMPLETED)}::jsonb end
+      from cur, outcome o
+      where ${jobs.id} = cur.id and cur.status = 'running' and o.active = 0
+        and ${jobs.status} in (${sql.join(FINISH_FROM, sql`, `)})
+      returning ${jobs.id} as id, ${jobs.status} as status, ${jobs.owner} as owner
+    ),
+    event as (
+      insert into ${jobEvents} (job_id, type, actor, data)
+      select upd.id, 'finished', ${actor},
+             jsonb_build_object('status', upd.status, 'completed', o.done, 'executions', o.n)
+      from upd, outcome o
+    ),
+    outbox as (
+      ${outboxInsert(sql`select id as job_id, owner, 'job.' || status as type, '{}'::jsonb as extra from upd`)}
+    )
+    select cur.status as current, o.active, upd.status as finished
+    from cur cross join outcome o left join upd on true`,
+  );
+  if (row === undefined) return { ok: false, reason: "not_found" };
+  if (row.finished !== null) {
+    return { ok: true, status: row.finished as "completed" | "partial" | "failed" };
+  }
+  if (row.current !== "running") return { ok: false, reason: "not_running", status: row.current };
+  return { ok: false, reason: "executions_active" };
 }
+
+const NONE_COMPLETED: ErrorInfo = {
+  code: "executions_failed",
+  message: "no execution of the job completed",
+};
+
+/** Where a finish may come from: the same for completed, partial and failed (SPEC.md section 2). */
+const FINISH_FROM = jobStatusesInto("completed").map((s) => sql`${s}`);
 
 const timedOut: ErrorInfo = { code: "timed_out", message: "the job's deadline passed" };
 

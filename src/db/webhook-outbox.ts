@@ -6,7 +6,7 @@
  * `next_attempt_at` past the attempt's timeout, so a claimer that dies
  * mid-attempt only delays the next one.
  */
-import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import type { WebhookEventType } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { storableJson } from "./json.js";
@@ -22,14 +22,27 @@ export async function enqueueJobEvent(
   tx: Db,
   event: { jobId: string; owner: string; type: WebhookEventType; extra?: Record<string, unknown> },
 ): Promise<void> {
-  await tx.execute(sql`
+  await tx.execute(
+    outboxInsert(sql`select ${event.jobId}::uuid as job_id, ${event.owner}::text as owner,
+      ${event.type}::text as type, ${JSON.stringify(storableJson(event.extra ?? {}))}::jsonb as extra`),
+  );
+}
+
+/**
+ * The outbox insert for the events `source` yields (columns `job_id`,
+ * `owner`, `type`, `extra`): the one place outbox rows are made, used alone
+ * (`enqueueJobEvent`) or as a CTE of the statement that makes the change
+ * (`finishJob`), so the event commits exactly with it.
+ */
+export function outboxInsert(source: SQL): SQL {
+  return sql`
     insert into ${webhookEvents} (id, webhook_id, job_id, type, extra)
-    select 'msg_' || replace(gen_random_uuid()::text, '-', ''), w.id, ${event.jobId}, ${event.type},
-           ${JSON.stringify(storableJson(event.extra ?? {}))}::jsonb
-    from ${webhooks} w
-    where w.disabled_at is null
-      and (w.owner is null or w.owner = ${event.owner})
-      and w.events @> jsonb_build_array(${event.type}::text)`);
+    select 'msg_' || replace(gen_random_uuid()::text, '-', ''), w.id, e.job_id, e.type, e.extra
+    from (${source}) e
+    join ${webhooks} w
+      on w.disabled_at is null
+     and (w.owner is null or w.owner = e.owner)
+     and w.events @> jsonb_build_array(e.type)`;
 }
 
 export interface ClaimedDelivery {

@@ -75,14 +75,6 @@ export async function runExecution(
   const write = (op: () => Promise<unknown>) => {
     writes = writes.then(op).catch((err: unknown) => log.warn({ err }, "audit write failed"));
   };
-  write(() =>
-    appendEvent(db, {
-      jobId: exec.jobId,
-      type: "execution_started",
-      actor: instance,
-      data: { key: exec.key, provider: exec.provider },
-    }),
-  );
 
   let partial: unknown;
   // The latest structured progress report, written at most every PROGRESS_WRITE_MS and at the end.
@@ -130,14 +122,6 @@ export async function runExecution(
       };
     }
     publishStatus(feed, exec, row.status);
-    await durable(() =>
-      appendEvent(db, {
-        jobId: exec.jobId,
-        type: "execution_finished",
-        actor: instance,
-        data: { key: exec.key, status: row.status, error: row.error?.code ?? null },
-      }),
-    );
     return { status: result.status };
   };
 
