@@ -5,24 +5,14 @@
  * Where a change touches executions or writes an audit event, they share
  * its transaction: the trail never records a change that did not happen.
  */
-import {
-  and,
-  asc,
-  eq,
-  inArray,
-  isNotNull,
-  isNull,
-  notInArray,
-  or,
-  type SQL,
-  sql,
-} from "drizzle-orm";
+import { and, eq, inArray, isNotNull, isNull, or, type SQL, sql } from "drizzle-orm";
 import { type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
-import { appendEvent, appendEvents } from "./events.js";
+import { appendEvent } from "./events.js";
 import { resetRunningExecutions } from "./executions.js";
-import { type JobWithExecutions, withExecutions } from "./jobs.js";
-import { jobs } from "./schema.js";
+import { type JobJson, type JobWithExecutions, jobFromJson } from "./jobs.js";
+import { rowsOf } from "./rows.js";
+import { executions, jobEvents, jobs } from "./schema.js";
 
 function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));
@@ -61,52 +51,53 @@ export async function claimJobs(
 ): Promise<JobWithExecutions[]> {
   if (claim.limit <= 0) return [];
   const exclude = claim.exclude ?? [];
-  const claimed = await db.transaction(async (tx) => {
-    // The candidates are chosen once, in a CTE (Postgres never inlines one that
-    // locks rows). As `id IN (subquery)` the planner may rescan the subquery per
-    // row while the UPDATE turns rows from queued to running, and each rescan
-    // finds the next queued job: a claim of 1 returned 2, past RUNNER_CONCURRENCY.
-    const candidates = tx.$with("candidates").as(
-      tx
-        .select({ id: jobs.id })
-        .from(jobs)
-        .where(
-          and(
-            eq(jobs.status, "queued"),
-            exclude.length > 0 ? notInArray(jobs.id, exclude) : undefined,
-          ),
-        )
-        .orderBy(asc(jobs.createdAt), asc(jobs.id))
-        .limit(claim.limit)
-        .for("update", { skipLocked: true }),
-    );
-    const rows = await tx
-      .with(candidates)
-      .update(jobs)
-      .set({
-        status: "running",
-        instance: claim.instance,
-        startedAt: sql`now()`,
-        deadlineAt: sql`now() + ${msInterval(jobs.timeoutMs)}`,
-        leaseExpiresAt: sql`now() + ${msInterval(claim.leaseMs)}`,
-        attempt: sql`${jobs.attempt} + 1`,
-      })
-      .from(candidates)
-      .where(and(eq(jobs.id, candidates.id), jobGuard("running")))
-      .returning();
-    await appendEvents(
-      tx,
-      rows.map((r) => ({
-        jobId: r.id,
-        type: "claimed" as const,
-        actor: claim.instance,
-        data: { attempt: r.attempt },
-      })),
-    );
-    return rows;
-  });
-  claimed.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
-  return withExecutions(db, claimed);
+  // One statement: the claim, its `claimed` events and the claimed jobs'
+  // executions, in one round trip and one commit. The candidates are chosen
+  // once, in a CTE (Postgres never inlines one that locks rows). As
+  // `id IN (subquery)` the planner may rescan the subquery per row while the
+  // UPDATE turns rows from queued to running, and each rescan finds the next
+  // queued job: a claim of 1 returned 2, past RUNNER_CONCURRENCY.
+  const rows = await rowsOf<JobJson>(
+    db,
+    sql`
+    with candidates as (
+      select id from ${jobs}
+      where status = 'queued'
+        ${
+          exclude.length > 0
+            ? sql`and id not in (${sql.join(
+                exclude.map((id) => sql`${id}`),
+                sql`, `,
+              )})`
+            : sql``
+        }
+      order by created_at, id
+      limit ${claim.limit}
+      for update skip locked
+    ),
+    claimed as (
+      update ${jobs} set
+        status = 'running',
+        instance = ${claim.instance},
+        started_at = now(),
+        deadline_at = now() + ${msInterval(sql`${jobs.timeoutMs}`)},
+        lease_expires_at = now() + ${msInterval(claim.leaseMs)},
+        attempt = ${jobs.attempt} + 1
+      from candidates
+      where ${jobs.id} = candidates.id and ${jobGuard("running")}
+      returning ${jobs}.*
+    ),
+    event as (
+      insert into ${jobEvents} (job_id, type, actor, data)
+      select id, 'claimed', ${claim.instance}, jsonb_build_object('attempt', attempt) from claimed
+    )
+    select to_jsonb(c) as job,
+           (select coalesce(jsonb_agg(to_jsonb(e) order by e.position), '[]'::jsonb)
+            from ${executions} e where e.job_id = c.id) as executions
+    from claimed c`,
+  );
+  const claimed = rows.map(jobFromJson);
+  return claimed.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
 }
 
 /** Who may move a running job on: its holder, or a reaper once the lease lapsed. */

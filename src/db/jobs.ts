@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
-import { appendEvent } from "./events.js";
 import { listExecutions } from "./executions.js";
 import {
   IdempotencyConflictError,
@@ -10,7 +9,8 @@ import {
   loadIdempotentJobId,
 } from "./idempotency.js";
 import { storableJson } from "./json.js";
-import { type ExecutionRow, executions, type JobRow, jobs } from "./schema.js";
+import { rowAs, rowsOf } from "./rows.js";
+import { type ExecutionRow, executions, type JobRow, jobEvents, jobs } from "./schema.js";
 
 export type JobWithExecutions = JobRow & { executions: ExecutionRow[] };
 
@@ -59,48 +59,89 @@ export async function insertJob(
     if (existing !== undefined) return { job: existing, created: false };
   }
   const id = randomUUID();
+  const insert = insertStatement(id, job, options.actor ?? job.owner);
+  if (idem === undefined) return { job: await inserted(db, insert), created: true };
   try {
-    await db.transaction(async (tx) => {
-      await tx.insert(jobs).values({
-        id,
-        owner: job.owner,
-        timeoutMs: job.timeoutMs,
-        maxParallel: job.maxParallel,
-        metadata: storableJson(job.metadata ?? {}),
-      });
-      await tx.insert(executions).values(
-        job.executions.map((e, position) => ({
-          id: randomUUID(),
-          jobId: id,
-          position,
-          key: e.key,
-          provider: e.provider,
-          model: e.model,
-          input: storableJson(e.input),
-          dependsOn: e.dependsOn ?? [],
-          timeoutMs: e.timeoutMs ?? null,
-          retries: e.retries ?? 0,
-        })),
-      );
-      await appendEvent(tx, {
-        jobId: id,
-        type: "submitted",
-        actor: options.actor ?? job.owner,
-        data: { executions: job.executions.length },
-      });
+    const created = await db.transaction(async (tx) => {
+      const row = await inserted(tx, insert);
       // Last, so a concurrent submit with the same key waits on it and then
       // finds it taken; ours rolls back whole.
-      if (idem !== undefined && !(await insertIdempotencyKey(tx, idem, id))) throw new KeyTaken();
+      if (!(await insertIdempotencyKey(tx, idem, id))) throw new KeyTaken();
+      return row;
     });
+    return { job: created, created: true };
   } catch (err) {
-    if (!(err instanceof KeyTaken) || idem === undefined) throw err;
+    if (!(err instanceof KeyTaken)) throw err;
     const existing = await findIdempotent(db, idem);
     if (existing === undefined) throw err;
     return { job: existing, created: false };
   }
-  const created = await getJob(db, id);
-  if (created === undefined) throw new Error(`job ${id} vanished after insert`);
-  return { job: created, created: true };
+}
+
+/**
+ * The job, its executions and its `submitted` event in one statement (one
+ * round trip, and one commit outside a transaction), answering the rows it
+ * made, so nothing is read back.
+ */
+function insertStatement(id: string, job: NewJob, actor: string): SQL {
+  const rows = job.executions.map((e, position) => ({
+    id: randomUUID(),
+    job_id: id,
+    position,
+    key: e.key,
+    provider: e.provider,
+    model: e.model,
+    input: storableJson(e.input),
+    depends_on: e.dependsOn ?? [],
+    timeout_ms: e.timeoutMs ?? null,
+    retries: e.retries ?? 0,
+  }));
+  return sql`
+    with job as (
+      insert into ${jobs} (id, owner, timeout_ms, max_parallel, metadata)
+      values (${id}, ${job.owner}, ${job.timeoutMs}, ${job.maxParallel},
+              ${JSON.stringify(storableJson(job.metadata ?? {}))}::jsonb)
+      returning *
+    ),
+    execs as (
+      insert into ${executions}
+        (id, job_id, position, key, provider, model, input, depends_on, timeout_ms, retries)
+      select x.id, x.job_id, x.position, x.key, x.provider, x.model, x.input, x.depends_on,
+             x.timeout_ms, x.retries
+      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
+        id uuid, job_id uuid, position int, key text, provider text, model text, input jsonb,
+        depends_on jsonb, timeout_ms int, retries int)
+      returning *
+    ),
+    event as (
+      insert into ${jobEvents} (job_id, type, actor, data)
+      values (${id}, 'submitted', ${actor},
+              ${JSON.stringify({ executions: job.executions.length })}::jsonb)
+    )
+    select (select to_jsonb(job) from job) as job,
+           (select jsonb_agg(to_jsonb(execs) order by execs.position) from execs) as executions`;
+}
+
+async function inserted(db: Db, statement: SQL): Promise<JobWithExecutions> {
+  const [row] = await rowsOf<JobJson>(db, statement);
+  if (row === undefined) throw new Error("the job's insert answered no row");
+  return jobFromJson(row);
+}
+
+/** A job with its executions as one statement answers them: `to_jsonb` of each row. */
+export interface JobJson {
+  job: unknown;
+  executions: unknown;
+}
+
+export function jobFromJson(row: JobJson): JobWithExecutions {
+  // Whichever way the driver hands jsonb over: parsed, or as text.
+  const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
+  const execs = parse(row.executions) as Record<string, unknown>[];
+  return {
+    ...rowAs(jobs, parse(row.job) as Record<string, unknown>),
+    executions: execs.map((e) => rowAs(executions, e)),
+  };
 }
 
 async function findIdempotent(db: Db, idem: Idempotency): Promise<JobWithExecutions | undefined> {
