@@ -48,10 +48,20 @@ export async function startExecution(
   id: string,
   instance: string,
 ): Promise<ExecutionRow | undefined> {
-  return withEvent(
+  return (await startExecutions(db, [id], instance)).get(id);
+}
+
+/** `startExecution` for many executions in one statement: the started ones, by id. */
+export async function startExecutions(
+  db: Db,
+  ids: string[],
+  instance: string,
+): Promise<Map<string, ExecutionRow>> {
+  return withEvents(
     db,
     sql`update ${executions} set status = 'running', started_at = now()
-        where ${and(eq(executions.id, id), executionGuard("running"), heldBy(instance))}`,
+        where ${executions.id} in (select value::uuid from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))
+          and ${and(executionGuard("running"), heldBy(instance))}`,
     {
       type: "execution_started",
       actor: instance,
@@ -77,20 +87,45 @@ export async function finishExecution(
   instance: string,
   result: ExecutionResult,
 ): Promise<ExecutionRow | undefined> {
-  const failed = result.status === "failed";
-  const output = JSON.stringify(storableJson(result.output ?? null));
-  const error = failed ? JSON.stringify(storableJson(result.error)) : null;
-  const usage = result.usage === undefined ? null : JSON.stringify(result.usage);
-  return withEvent(
+  return (await finishExecutions(db, [{ id, result }], instance)).get(id);
+}
+
+/**
+ * `finishExecution` for many executions in one statement: the finished
+ * ones, by id. Each row keeps its own guard, so the set is exactly the
+ * finishes that would have succeeded one by one.
+ */
+export async function finishExecutions(
+  db: Db,
+  items: { id: string; result: ExecutionResult }[],
+  instance: string,
+): Promise<Map<string, ExecutionRow>> {
+  const rows = items.map(({ id, result }) => {
+    const failed = result.status === "failed";
+    return {
+      id,
+      status: result.status,
+      output: storableJson(result.output ?? null),
+      partial: failed ? (result.partial ?? false) : false,
+      error: failed ? storableJson(result.error) : null,
+      usage: result.usage ?? null,
+    };
+  });
+  return withEvents(
     db,
     sql`update ${executions} set
-          status = ${result.status},
+          status = x.status,
           finished_at = now(),
-          output = ${output}::jsonb,
-          partial = ${failed ? (result.partial ?? false) : false},
-          error = ${error}::jsonb,
-          usage = coalesce(${usage}::jsonb, usage)
-        where ${and(eq(executions.id, id), executionGuard(result.status), heldBy(instance))}`,
+          output = x.output,
+          partial = x.partial,
+          error = x.error,
+          usage = coalesce(x.usage, ${executions.usage})
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+          as x(id uuid, status text, output jsonb, partial boolean, error jsonb, usage jsonb)
+        where ${executions.id} = x.id
+          and ((x.status = 'completed' and ${executionGuard("completed")})
+            or (x.status = 'failed' and ${executionGuard("failed")}))
+          and ${heldBy(instance)}`,
     {
       type: "execution_finished",
       actor: instance,
@@ -100,26 +135,27 @@ export async function finishExecution(
 }
 
 /**
- * Runs `update` (an UPDATE of one execution, without RETURNING) and, only
- * if it changed the row, appends `event` to its job's trail, in one
- * statement: one round trip and one commit for both.
+ * Runs `update` (an UPDATE of executions, without RETURNING) and appends
+ * `event` to the trail of each row it changed, in one statement: one round
+ * trip and one commit for all. The changed rows, by id.
  */
-async function withEvent(
+async function withEvents(
   db: Db,
   update: SQL,
-  /** `data` is evaluated over the changed row. */
+  /** `data` is evaluated over each changed row. */
   event: { type: JobEventType; actor: string; data: SQL },
-): Promise<ExecutionRow | undefined> {
-  const [raw] = await rowsOf<Record<string, unknown>>(
+): Promise<Map<string, ExecutionRow>> {
+  const raws = await rowsOf<Record<string, unknown>>(
     db,
-    sql`with changed as (${update} returning *),
+    sql`with changed as (${update} returning ${executions}.*),
         event as (
           insert into ${jobEvents} (job_id, type, actor, data)
           select job_id, ${event.type}, ${event.actor}, ${event.data} from changed
         )
         select * from changed`,
   );
-  return raw === undefined ? undefined : rowAs(executions, raw);
+  const rows = raws.map((raw) => rowAs(executions, raw));
+  return new Map(rows.map((r) => [r.id, r]));
 }
 
 /** pending → skipped, because a dependency did not complete. */

@@ -128,25 +128,48 @@ export type FinishOutcome =
  * timeout won the race: its status stands).
  */
 export async function finishJob(db: Db, jobId: string, actor: string): Promise<FinishOutcome> {
-  // One statement, so one round trip and one commit: the job's row is locked
-  // first (`cur`), so a cancel committing meanwhile is seen and wins; the
-  // update is guarded again on the row itself. The event and the outbox rows
-  // exist only if the update happened.
-  const [row] = await rowsOf<{ current: JobStatus; active: number; finished: string | null }>(
+  return (await finishJobs(db, [jobId], actor)).get(jobId) ?? { ok: false, reason: "not_found" };
+}
+
+/**
+ * `finishJob` for many jobs in one statement (one round trip, one commit),
+ * each job's outcome by id (absent: not found). The jobs' rows are locked
+ * first, in id order (`cur`), so a cancel committing meanwhile is seen and
+ * wins; each update is guarded again on its row. A job's event and outbox
+ * rows exist only if its update happened.
+ */
+export async function finishJobs(
+  db: Db,
+  jobIds: string[],
+  actor: string,
+): Promise<Map<string, FinishOutcome>> {
+  const rows = await rowsOf<{
+    id: string;
+    current: JobStatus;
+    active: number;
+    finished: "completed" | "partial" | "failed" | null;
+  }>(
     db,
     sql`
-    with cur as (
-      select id, status from ${jobs} where id = ${jobId} for no key update
+    with ids as (
+      select value::uuid as id from jsonb_array_elements_text(${JSON.stringify(jobIds)}::jsonb)
+    ),
+    cur as (
+      select id, status from ${jobs} where id in (select id from ids)
+      order by id for no key update
     ),
     verdict as (
-      select count(*)::int as n,
+      select job_id,
+             count(*)::int as n,
              (count(*) filter (where status in ('pending', 'running')))::int as active,
              (count(*) filter (where status = 'completed'))::int as done
-      from ${executions} where job_id = ${jobId}
+      from ${executions} where job_id in (select id from ids)
+      group by job_id
     ),
     outcome as (
-      select case when done = n then 'completed' when done > 0 then 'partial' else 'failed' end
-               as status, n, done, active
+      select job_id, n, done, active,
+             case when done = n then 'completed' when done > 0 then 'partial' else 'failed' end
+               as status
       from verdict
     ),
     upd as (
@@ -155,7 +178,7 @@ export async function finishJob(db: Db, jobId: string, actor: string): Promise<F
         finished_at = now(),
         lease_expires_at = null,
         error = case when o.status = 'failed' then ${JSON.stringify(NONE_COMPLETED)}::jsonb end
-      from cur, outcome o
+      from cur join outcome o on o.job_id = cur.id
       where ${jobs.id} = cur.id and cur.status = 'running' and o.active = 0
         and ${jobs.status} in (${sql.join(FINISH_FROM, sql`, `)})
       returning ${jobs.id} as id, ${jobs.status} as status, ${jobs.owner} as owner
@@ -164,20 +187,26 @@ export async function finishJob(db: Db, jobId: string, actor: string): Promise<F
       insert into ${jobEvents} (job_id, type, actor, data)
       select upd.id, 'finished', ${actor},
              jsonb_build_object('status', upd.status, 'completed', o.done, 'executions', o.n)
-      from upd, outcome o
+      from upd join outcome o on o.job_id = upd.id
     ),
     outbox as (
       ${outboxInsert(sql`select id as job_id, owner, 'job.' || status as type, '{}'::jsonb as extra from upd`)}
     )
-    select cur.status as current, o.active, upd.status as finished
-    from cur cross join outcome o left join upd on true`,
+    select cur.id, cur.status as current, coalesce(o.active, 0) as active, upd.status as finished
+    from cur left join outcome o on o.job_id = cur.id left join upd on upd.id = cur.id`,
   );
-  if (row === undefined) return { ok: false, reason: "not_found" };
-  if (row.finished !== null) {
-    return { ok: true, status: row.finished as "completed" | "partial" | "failed" };
+  const outcomes = new Map<string, FinishOutcome>();
+  for (const row of rows) {
+    outcomes.set(
+      row.id,
+      row.finished !== null
+        ? { ok: true, status: row.finished }
+        : row.current !== "running"
+          ? { ok: false, reason: "not_running", status: row.current }
+          : { ok: false, reason: "executions_active" },
+    );
   }
-  if (row.current !== "running") return { ok: false, reason: "not_running", status: row.current };
-  return { ok: false, reason: "executions_active" };
+  return outcomes;
 }
 
 const NONE_COMPLETED: ErrorInfo = {

@@ -8,6 +8,7 @@ import {
   setUsage,
   startExecution,
 } from "../db/executions.js";
+import { finishJob } from "../db/job-endings.js";
 import type { ExecutionRow, UsageRecord } from "../db/schema.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
@@ -20,6 +21,7 @@ import type { JobEndings } from "./job-ended.js";
 import type { JobFeed } from "./job-feed.js";
 import type { RemoteStops } from "./remote-stops.js";
 import { usageOf } from "./usage.js";
+import type { WriteBatches } from "./write-batches.js";
 
 /** A progress report is written to the execution at most this often (and always at its end). */
 const PROGRESS_WRITE_MS = 250;
@@ -38,6 +40,8 @@ export interface RunnerEnv {
   remoteStops?: RemoteStops;
   /** Records `gpu_check` releases once nvidia-smi answered; the runner makes one if not given. */
   gpuReleases?: GpuReleases;
+  /** Starts and finishes, grouped across jobs; the runner makes them if not given. */
+  writes?: WriteBatches;
 }
 
 /**
@@ -66,7 +70,7 @@ export async function runExecution(
   const { db, instance, feed } = env;
   const log = env.logger.child({ job_id: exec.jobId, execution_id: exec.id, key: exec.key });
   if (jobCtx.err !== undefined) return { status: "stopped", partial: undefined };
-  const started = await startExecution(db, exec.id, instance);
+  const started = await writesOf(env).startExecution(exec.id);
   if (started === undefined) return { status: "stopped", partial: undefined };
   publishStatus(feed, exec, "running");
   // The execution's side writes (audit events, its remote id) run one after
@@ -111,7 +115,7 @@ export async function runExecution(
     const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, writeRetryMs);
     const usage = callStarted === undefined ? undefined : usageUntil(Date.now());
     const row = await durable(() =>
-      finishExecution(db, exec.id, instance, usage === undefined ? result : { ...result, usage }),
+      writesOf(env).finishExecution(exec.id, usage === undefined ? result : { ...result, usage }),
     );
     if (row !== undefined && usage !== undefined) countGpu(usage, result.status);
     if (row === undefined) {
@@ -235,6 +239,17 @@ export async function runExecution(
   }
   timer({ outcome: "completed" });
   return settle({ status: "completed", output });
+}
+
+/** The runner's batched writes; without them (a lone call), each write is its own statement. */
+export function writesOf(env: RunnerEnv): WriteBatches {
+  return (
+    env.writes ?? {
+      startExecution: (id) => startExecution(env.db, id, env.instance),
+      finishExecution: (id, result) => finishExecution(env.db, id, env.instance, result),
+      finishJob: (jobId) => finishJob(env.db, jobId, env.instance),
+    }
+  );
 }
 
 function publishStatus(feed: JobFeed, exec: ExecutionRow, status: string): void {

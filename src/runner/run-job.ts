@@ -8,7 +8,7 @@ import {
 } from "../context/context.js";
 import { appendEvent } from "../db/events.js";
 import { recordPartialOutput, skipExecution } from "../db/executions.js";
-import { failJob, finishJob, markStopped, timeOutJob } from "../db/job-endings.js";
+import { failJob, markStopped, timeOutJob } from "../db/job-endings.js";
 import { jobStatuses, requeueJob } from "../db/job-transitions.js";
 import type { JobWithExecutions } from "../db/jobs.js";
 import {
@@ -19,7 +19,7 @@ import {
 import type { Logger } from "../logger.js";
 import { CancelCause, isCause } from "../providers/causes.js";
 import { type DagNode, nextStep, stuck } from "./dag.js";
-import { type RunnerEnv, runExecution } from "./execute.js";
+import { type RunnerEnv, runExecution, writesOf } from "./execute.js";
 import type { JobContextManager } from "./job-context-manager.js";
 
 export interface JobRunDeps extends RunnerEnv {
@@ -267,7 +267,7 @@ async function conclude(
     }
     return;
   }
-  const finished = await durable(() => finishJob(db, job.id, instance));
+  const finished = await durable(() => writesOf(deps).finishJob(job.id));
   if (finished.ok) {
     endings.ended({ kind: "ended", jobId: job.id, status: finished.status });
     log.info({ status: finished.status }, "job finished");

@@ -12,6 +12,7 @@ import type { JobContextManager } from "./job-context-manager.js";
 import { createRemoteStops } from "./remote-stops.js";
 import { runJob } from "./run-job.js";
 import type { StopAcks } from "./stop-acks.js";
+import { createWriteBatches } from "./write-batches.js";
 
 export interface RunnerDeps extends RunnerEnv {
   manager: JobContextManager;
@@ -69,6 +70,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     ...runnerDeps,
     remoteStops: runnerDeps.remoteStops ?? createRemoteStops(runnerDeps),
     gpuReleases: runnerDeps.gpuReleases ?? createGpuReleases(runnerDeps),
+    writes: runnerDeps.writes ?? createWriteBatches(runnerDeps.db, runnerDeps.instance),
   };
   const [root, cancelRoot] = withCancelCause(background());
   const runs = new Set<Promise<void>>();

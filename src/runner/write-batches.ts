@@ -1,0 +1,52 @@
+import { createBatcher } from "../batcher.js";
+import type { Db } from "../db/connection.js";
+import { type ExecutionResult, finishExecutions, startExecutions } from "../db/executions.js";
+import { type FinishOutcome, finishJobs } from "../db/job-endings.js";
+import type { ExecutionRow } from "../db/schema.js";
+
+/**
+ * The writes every job makes on its way through a runner, grouped across
+ * jobs (src/batcher.ts): executions starting, executions finishing, jobs
+ * finishing. Each is the one-job function of src/db with the same guards,
+ * so a batch changes exactly the rows those would have. A cancel never goes
+ * through here: it has its own transaction and never waits for a batch.
+ */
+export interface WriteBatches {
+  startExecution(id: string): Promise<ExecutionRow | undefined>;
+  finishExecution(id: string, result: ExecutionResult): Promise<ExecutionRow | undefined>;
+  finishJob(jobId: string): Promise<FinishOutcome>;
+}
+
+/** Enough for every job a runner holds (RUNNER_CONCURRENCY is at most a few hundred). */
+const MAX_BATCH = 256;
+
+export function createWriteBatches(db: Db, instance: string): WriteBatches {
+  const starts = createBatcher<string, ExecutionRow | undefined>({
+    maxItems: MAX_BATCH,
+    run: async (ids) => {
+      const started = await startExecutions(db, ids, instance);
+      return ids.map((id) => started.get(id));
+    },
+  });
+  const finishes = createBatcher<{ id: string; result: ExecutionResult }, ExecutionRow | undefined>(
+    {
+      maxItems: MAX_BATCH,
+      run: async (items) => {
+        const finished = await finishExecutions(db, items, instance);
+        return items.map((i) => finished.get(i.id));
+      },
+    },
+  );
+  const jobs = createBatcher<string, FinishOutcome>({
+    maxItems: MAX_BATCH,
+    run: async (ids) => {
+      const outcomes = await finishJobs(db, ids, instance);
+      return ids.map((id) => outcomes.get(id) ?? { ok: false, reason: "not_found" });
+    },
+  });
+  return {
+    startExecution: (id) => starts.add(id),
+    finishExecution: (id, result) => finishes.add({ id, result }),
+    finishJob: (jobId) => jobs.add(jobId),
+  };
+}
