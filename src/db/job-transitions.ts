@@ -50,6 +50,7 @@ export async function claimJobs(
   },
 ): Promise<JobWithExecutions[]> {
   if (claim.limit <= 0) return [];
+  // One parameter, whatever its length: the statement text stays the same, so it stays prepared.
   const exclude = claim.exclude ?? [];
   // One statement: the claim, its `claimed` events and the claimed jobs'
   // executions, in one round trip and one commit. The candidates are chosen
@@ -63,14 +64,8 @@ export async function claimJobs(
     with candidates as (
       select id from ${jobs}
       where status = 'queued'
-        ${
-          exclude.length > 0
-            ? sql`and id not in (${sql.join(
-                exclude.map((id) => sql`${id}`),
-                sql`, `,
-              )})`
-            : sql``
-        }
+        and id <> all (array(select value::uuid
+                             from jsonb_array_elements_text(${JSON.stringify(exclude)}::jsonb)))
       order by created_at, id
       limit ${claim.limit}
       for update skip locked

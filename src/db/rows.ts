@@ -1,5 +1,6 @@
 import { getTableColumns, type InferSelectModel, type SQL } from "drizzle-orm";
-import type { PgTable } from "drizzle-orm/pg-core";
+import { PgDialect, type PgTable } from "drizzle-orm/pg-core";
+import type postgres from "postgres";
 import type { Db } from "./connection.js";
 
 /**
@@ -8,8 +9,25 @@ import type { Db } from "./connection.js";
  * database spells them (snake_case), values as the driver parses them.
  */
 export async function rowsOf<T>(db: Db, query: SQL): Promise<T[]> {
+  const client = (db as { $client?: unknown }).$client;
+  if (isPostgresJs(client)) {
+    // A named prepared statement per query text and connection: parsed and
+    // planned once. Through drizzle's execute(), postgres.js would describe
+    // an unnamed one before every run: two round trips per statement.
+    const { sql: text, params } = dialect.sqlToQuery(query);
+    return (await client.unsafe(text, params as never[], { prepare: true })) as unknown as T[];
+  }
   const result = await db.execute(query);
   return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as T[];
+}
+
+const dialect = new PgDialect();
+
+/** postgres.js's client (`$client` of a drizzle database on it); inside a transaction there is none. */
+function isPostgresJs(client: unknown): client is postgres.Sql {
+  return (
+    typeof client === "function" && typeof (client as { unsafe?: unknown }).unsafe === "function"
+  );
 }
 
 /**
