@@ -27,7 +27,8 @@ function jobGuard(to: JobStatus) {
  * inserts its event in the same statement as its own row change, and the
  * event's foreign key takes `KEY SHARE` on this row; under `FOR UPDATE` a
  * cancel (job row, then executions) and a finishing execution (its row,
- * then the job's key) would deadlock.
+ * then the job's key) would deadlock. Every lock on a job row in src/db is
+ * taken in this mode (the reaper's, the claim's, resume's) for that reason.
  */
 async function lockJob(tx: Db, jobId: string): Promise<{ status: JobStatus } | undefined> {
   const [row] = await tx

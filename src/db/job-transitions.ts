@@ -68,7 +68,7 @@ export async function claimJobs(
                              from jsonb_array_elements_text(${JSON.stringify(exclude)}::jsonb)))
       order by created_at, id
       limit ${claim.limit}
-      for update skip locked
+      for no key update skip locked
     ),
     claimed as (
       update ${jobs} set

@@ -49,7 +49,7 @@ export async function reapExpiredLeases(
       .where(lapsed)
       .orderBy(asc(jobs.leaseExpiresAt))
       .limit(reap.limit ?? 100)
-      .for("update", { skipLocked: true });
+      .for("no key update", { skipLocked: true });
     const reaped: Reaped = { requeued: [], failed: [], stopped: [] };
     for (const job of expired) {
       const lost = {
@@ -153,7 +153,7 @@ async function markLostStops(
     )
     .orderBy(asc(jobs.leaseExpiresAt))
     .limit(limit)
-    .for("update", { skipLocked: true });
+    .for("no key update", { skipLocked: true });
   const stopped: Array<{ jobId: string } & Stop> = [];
   for (const { id } of lost) {
     const stop = await markStopped(tx, id, { actor, lapsedLease: true });

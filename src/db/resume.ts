@@ -24,7 +24,7 @@ export type ResumeOutcome =
  */
 export async function resumeJob(db: Db, jobId: string, actor: string): Promise<ResumeOutcome> {
   return db.transaction(async (tx): Promise<ResumeOutcome> => {
-    const [old] = await tx.select().from(jobs).where(eq(jobs.id, jobId)).for("update");
+    const [old] = await tx.select().from(jobs).where(eq(jobs.id, jobId)).for("no key update");
     if (old === undefined) return { outcome: "not_found" };
     if (old.resumedBy !== null) return { outcome: "already_resumed", resumedBy: old.resumedBy };
     if (!RESUMABLE.has(old.status)) {

@@ -1,0 +1,199 @@
+import { eq, inArray, sql } from "drizzle-orm";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Database } from "../../src/db/connection.js";
+import { listEvents } from "../../src/db/events.js";
+import { cancelJob, type FinishOutcome } from "../../src/db/job-endings.js";
+import { claimJobs } from "../../src/db/job-transitions.js";
+import type { JobWithExecutions } from "../../src/db/jobs.js";
+import { reapExpiredLeases } from "../../src/db/reaper.js";
+import { jobs, webhookEvents } from "../../src/db/schema.js";
+import { insertWebhook } from "../../src/db/webhooks.js";
+import { createWriteBatches } from "../../src/runner/write-batches.js";
+import { startFakeServer } from "../fakes/fake-server.js";
+import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
+import { newJob, reload, submit } from "../helpers/jobs.js";
+import { startRunner } from "../helpers/runner.js";
+import { waitUntil } from "../helpers/wait.js";
+
+const JOBS = 48;
+
+/**
+ * The runner's grouped writes (src/runner/write-batches.ts) under races:
+ * every batch is one statement over many jobs, and each row must still keep
+ * its own guard, so a cancel, a lost lease or a dead runner changes exactly
+ * the jobs it would have changed one at a time.
+ */
+describe.each(DRIVERS)("batched writes under races on %s", (driver) => {
+  let t: TestDatabase;
+  let left: Database;
+  /** The other side of each race: its own pool on a server, the one PGlite otherwise. */
+  let right: Database;
+  useTestDatabase(driver, (fresh) => {
+    t = fresh;
+    left = fresh.database;
+  });
+  beforeAll(async () => {
+    right = driver === "postgres" ? await t.openAnother() : t.database;
+  });
+
+  async function claimed(count: number, instance: string, leaseMs = 30_000, provider = "demo") {
+    for (let i = 0; i < count; i++) {
+      await submit(
+        left.db,
+        newJob({ executions: [{ key: "a", provider, model: `m${i}`, input: {} }] }),
+      );
+    }
+    const held = await claimJobs(left.db, { instance, limit: count, leaseMs });
+    expect(held).toHaveLength(count);
+    return held;
+  }
+
+  const execOf = (job: JobWithExecutions) => {
+    const exec = job.executions[0];
+    if (exec === undefined) throw new Error("a job without its execution");
+    return exec;
+  };
+
+  it("cancels during batched finishes: each job ends once, by whichever committed first", async () => {
+    await insertWebhook(left.db, {
+      owner: null,
+      createdBy: "service:ops",
+      url: "https://example.com/hook",
+      events: ["job.completed", "job.cancelled"],
+      secret: `whsec_${Buffer.alloc(24, 3).toString("base64")}`,
+    });
+    const writes = createWriteBatches(left.db, "runner-a");
+    const held = await claimed(JOBS, "runner-a");
+    const finishes: Promise<FinishOutcome>[] = [];
+    const cancels: Promise<unknown>[] = [];
+    for (const [i, job] of held.entries()) {
+      const exec = execOf(job);
+      finishes.push(
+        (async () => {
+          await writes.startExecution(exec.id);
+          await writes.finishExecution(exec.id, { status: "completed", output: `out ${i}` });
+          return writes.finishJob(job.id);
+        })(),
+      );
+      // Every other job is cancelled as its writes are queued, at three points of its path.
+      if (i % 2 === 0) {
+        const cancel = () => cancelJob(right.db, job.id, { actor: "user", reason: "race" });
+        cancels.push(i % 6 === 0 ? cancel() : Promise.resolve().then(cancel));
+      }
+    }
+    const outcomes = await Promise.all(finishes);
+    await Promise.all(cancels);
+
+    let cancelled = 0;
+    for (const [i, job] of held.entries()) {
+      const after = await reload(left.db, job.id);
+      const events = (await listEvents(left.db, job.id)).map((e) => e.type);
+      const outbox = await left.db
+        .select({ type: webhookEvents.type })
+        .from(webhookEvents)
+        .where(eq(webhookEvents.jobId, job.id));
+      const ends = events.filter((e) => e === "finished" || e === "cancel_requested");
+      expect(ends, `job ${i}`).toHaveLength(1);
+      expect(outbox.map((o) => o.type)).toEqual([`job.${after.status}`]);
+      if (after.status === "cancelled") {
+        cancelled++;
+        expect(i % 2).toBe(0);
+        expect(outcomes[i]).toEqual({ ok: false, reason: "not_running", status: "cancelled" });
+        expect(["cancelled", "completed"]).toContain(after.executions[0]?.status);
+      } else {
+        expect(after.status).toBe("completed");
+        expect(outcomes[i]).toEqual({ ok: true, status: "completed" });
+        expect(after.executions[0]).toMatchObject({ status: "completed", output: `out ${i}` });
+      }
+    }
+    expect(cancelled).toBeGreaterThan(0);
+    expect(cancelled).toBeLessThanOrEqual(JOBS / 2);
+  });
+
+  it("a lease that lapses while a batch is pending: the old holder's writes change nothing once the job moved on", async () => {
+    const writes = createWriteBatches(left.db, "runner-old");
+    const held = await claimed(JOBS, "runner-old", 60_000);
+    for (const job of held) await writes.startExecution(execOf(job).id);
+    // The leases lapse and are reaped while the old holder's finishes are queued.
+    await left.db.update(jobs).set({ leaseExpiresAt: sql`now() - interval '1 second'` });
+    const pending = held.map(async (job) => {
+      const exec = execOf(job);
+      const row = await writes.finishExecution(exec.id, { status: "completed", output: "late" });
+      return { row, finish: await writes.finishJob(job.id) };
+    });
+    const reaped = await reapExpiredLeases(right.db, { actor: "reaper", maxAttempts: 3 });
+    const late = await Promise.all(pending);
+    const again = await claimJobs(right.db, {
+      instance: "runner-new",
+      limit: JOBS,
+      leaseMs: 30_000,
+    });
+
+    const requeued = new Set(reaped.requeued);
+    for (const [i, job] of held.entries()) {
+      const after = await reload(left.db, job.id);
+      const types = (await listEvents(left.db, job.id)).map((e) => e.type);
+      if (requeued.has(job.id)) {
+        // The reaper won: the old holder finished nothing after it, and the job runs again.
+        expect(late[i]?.finish.ok, `job ${i}`).toBe(false);
+        expect(after).toMatchObject({ status: "running", instance: "runner-new", attempt: 2 });
+        expect(types).not.toContain("finished");
+        // A finish that committed before the requeue is kept (completed work is never redone).
+        const kept = late[i]?.row !== undefined;
+        expect(after.executions[0]?.status).toBe(kept ? "completed" : "pending");
+      } else {
+        // The old holder's batch committed first: the job is done, and the reaper left it alone.
+        expect(after.status).toBe("completed");
+        expect(late[i]?.finish).toEqual({ ok: true, status: "completed" });
+        expect(types).not.toContain("requeued");
+      }
+    }
+    expect(again.map((j) => j.id).sort()).toEqual([...requeued].sort());
+    console.log(`${driver}: reaper first for ${requeued.size} of ${JOBS} jobs`);
+  });
+
+  it("a runner that dies between a batched claim and its first write: the jobs are reaped and run once elsewhere", async () => {
+    const lost = await claimed(12, "runner-dead", 200, "gpu");
+    // runner-dead never writes again. A live runner on the same database picks the jobs up
+    // once the reaper requeues them, and completes each on its second attempt.
+    const calls: string[] = [];
+    const gpu = await startFakeServer((_req, res, recorded) => {
+      calls.push(recorded.model ?? "");
+      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+    });
+    const r = await startRunner(
+      left.db,
+      { gpu: { kind: "http", url: gpu.url } },
+      { leaseMs: 600, instance: "runner-live" },
+    );
+    try {
+      await waitUntil(
+        async () => {
+          const rows = await left.db
+            .select({ status: jobs.status })
+            .from(jobs)
+            .where(
+              inArray(
+                jobs.id,
+                lost.map((j) => j.id),
+              ),
+            );
+          return rows.every((row) => row.status === "completed");
+        },
+        20_000,
+        "every lost job completed elsewhere",
+      );
+      for (const job of lost) {
+        const after = await reload(left.db, job.id);
+        expect(after).toMatchObject({ status: "completed", instance: "runner-live", attempt: 2 });
+        const types = (await listEvents(left.db, job.id)).map((e) => e.type);
+        expect(types.filter((e) => e === "claimed")).toHaveLength(2);
+        expect(types.filter((e) => e === "execution_started")).toHaveLength(1);
+      }
+      expect(calls).toHaveLength(12);
+    } finally {
+      await r.stop();
+      await gpu.close();
+    }
+  });
+});
