@@ -151,10 +151,16 @@ async function findIdempotent(db: Db, idem: Idempotency): Promise<JobWithExecuti
   return getJob(db, found.jobId);
 }
 
+/** The job with its executions: one prepared statement, one round trip. */
 export async function getJob(db: Db, id: string): Promise<JobWithExecutions | undefined> {
-  const [row] = await db.select().from(jobs).where(eq(jobs.id, id));
-  if (row === undefined) return undefined;
-  return { ...row, executions: await listExecutions(db, [id]) };
+  const [row] = await rowsOf<JobJson>(
+    db,
+    sql`select to_jsonb(j) as job,
+               (select coalesce(jsonb_agg(to_jsonb(e) order by e.position), '[]'::jsonb)
+                from ${executions} e where e.job_id = j.id) as executions
+        from ${jobs} j where j.id = ${id}`,
+  );
+  return row === undefined ? undefined : jobFromJson(row);
 }
 
 /** Attaches each job's executions (one query for all). */
