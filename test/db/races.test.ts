@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { finishExecution, startExecution } from "../../src/db/executions.js";
@@ -18,23 +18,19 @@ import { createMetrics } from "../../src/metrics.js";
 import { TERMINAL_JOB_STATUSES } from "../../src/vocabulary.js";
 import { createWebhookLoop } from "../../src/webhooks/loop.js";
 import { webhookReceiver } from "../fakes/webhook-receiver.js";
-import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
+import { DRIVERS, useRaceSides } from "../helpers/databases.js";
 import { claimOnly, INSTANCE, newJob, reload, submit } from "../helpers/jobs.js";
 import { testLogger } from "../helpers/logs.js";
 
 const ROUNDS = 60;
 
 describe.each(DRIVERS)("races on %s", (driver) => {
-  let t: TestDatabase;
   /** Two sides of a race: separate connection pools on a server, the one PGlite otherwise. */
   let left: Database;
   let right: Database;
-  useTestDatabase(driver, (fresh) => {
-    t = fresh;
-    left = fresh.database;
-  });
-  beforeAll(async () => {
-    right = driver === "postgres" ? await t.openAnother() : t.database;
+  let another: () => Promise<Database>;
+  useRaceSides(driver, (sides) => {
+    ({ left, right, another } = sides);
   });
 
   async function runningJob() {
@@ -164,7 +160,7 @@ describe.each(DRIVERS)("races on %s", (driver) => {
     for (let i = 0; i < total; i++) submitted.add((await insertJob(left.db, newJob())).job.id);
     const pools: Database[] =
       driver === "postgres"
-        ? [left, right, await t.openAnother(), await t.openAnother()]
+        ? [left, right, await another(), await another()]
         : [left, left, left, left];
     // Connect every pool first, so that all claimers start together and none
     // drains the queue while the others are still connecting.

@@ -75,3 +75,32 @@ export function useTestDatabase(driver: DriverName, onReady: (t: TestDatabase) =
   });
   afterAll(() => t?.drop());
 }
+
+/**
+ * The two sides of a race, for the enclosing `describe` block: a fresh
+ * database (`left`) and a second connection pool on the same server
+ * (`right`); on PGlite both are the one embedded database.
+ */
+export function useRaceSides(
+  driver: DriverName,
+  onReady: (sides: {
+    left: Database;
+    right: Database;
+    /** A further pool on the same server (postgres only). */
+    another: () => Promise<Database>;
+  }) => void,
+): void {
+  let t: TestDatabase | undefined;
+  useTestDatabase(driver, (fresh) => {
+    t = fresh;
+  });
+  beforeAll(async () => {
+    if (t === undefined) throw new Error("the test database was not created");
+    const fresh = t;
+    onReady({
+      left: fresh.database,
+      right: driver === "postgres" ? await fresh.openAnother() : fresh.database,
+      another: () => fresh.openAnother(),
+    });
+  });
+}

@@ -1,5 +1,5 @@
 import { eq, inArray, sql } from "drizzle-orm";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { cancelJob, type FinishOutcome } from "../../src/db/job-endings.js";
@@ -10,7 +10,7 @@ import { jobs, webhookEvents } from "../../src/db/schema.js";
 import { insertWebhook } from "../../src/db/webhooks.js";
 import { createWriteBatches } from "../../src/runner/write-batches.js";
 import { startFakeServer } from "../fakes/fake-server.js";
-import { DRIVERS, type TestDatabase, useTestDatabase } from "../helpers/databases.js";
+import { DRIVERS, useRaceSides } from "../helpers/databases.js";
 import { newJob, reload, submit } from "../helpers/jobs.js";
 import { startRunner } from "../helpers/runner.js";
 import { waitUntil } from "../helpers/wait.js";
@@ -24,16 +24,11 @@ const JOBS = 48;
  * the jobs it would have changed one at a time.
  */
 describe.each(DRIVERS)("batched writes under races on %s", (driver) => {
-  let t: TestDatabase;
+  /** Two sides of a race: separate connection pools on a server, the one PGlite otherwise. */
   let left: Database;
-  /** The other side of each race: its own pool on a server, the one PGlite otherwise. */
   let right: Database;
-  useTestDatabase(driver, (fresh) => {
-    t = fresh;
-    left = fresh.database;
-  });
-  beforeAll(async () => {
-    right = driver === "postgres" ? await t.openAnother() : t.database;
+  useRaceSides(driver, (sides) => {
+    ({ left, right } = sides);
   });
 
   async function claimed(count: number, instance: string, leaseMs = 30_000, provider = "demo") {
