@@ -13,13 +13,7 @@ export function invalid(message: string, details: FieldProblem[]): ApiError {
   return new ApiError("invalid_request", message, { details });
 }
 
-/** Validates `value`; the problems become a 400 naming each field. */
-export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  throw invalidFrom(result.error, what);
-}
-
+/** A schema's refusal as a 400 naming each field; `what` names a problem without a path. */
 function invalidFrom(error: z.ZodError, what: string): ApiError {
   const details = error.issues.slice(0, 50).map((issue) => ({
     path: issue.path.map(String).join(".") || what,
@@ -72,7 +66,7 @@ const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
  * content type, nested at most MAX_JSON_DEPTH levels; `optional` allows it
  * to be absent (undefined).
  */
-export async function readJson(c: Context, options: { optional?: boolean } = {}): Promise<unknown> {
+async function readJson(c: Context, options: { optional?: boolean } = {}): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === "") {
     if (options.optional) return undefined;

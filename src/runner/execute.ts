@@ -1,14 +1,7 @@
 import type { Context } from "../context/context.js";
 import type { Db } from "../db/connection.js";
 import { appendEvent, type JobEventType } from "../db/events.js";
-import {
-  finishExecution,
-  setProgress,
-  setRemoteId,
-  setUsage,
-  startExecution,
-} from "../db/executions.js";
-import { finishJob } from "../db/job-endings.js";
+import { type ExecutionResult, setProgress, setRemoteId, setUsage } from "../db/executions.js";
 import type { ExecutionRow, UsageRecord } from "../db/schema.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
@@ -61,7 +54,7 @@ export type ExecutionOutcome =
  * then left to its lease).
  */
 export async function runExecution(
-  env: RunnerEnv,
+  env: RunnerEnv & { writes: WriteBatches },
   exec: ExecutionRow,
   jobCtx: Context,
   /** How long the result's writes retry through a database outage (guarded writes: retries are safe). */
@@ -70,7 +63,7 @@ export async function runExecution(
   const { db, instance, feed } = env;
   const log = env.logger.child({ job_id: exec.jobId, execution_id: exec.id, key: exec.key });
   if (jobCtx.err !== undefined) return { status: "stopped", partial: undefined };
-  const started = await writesOf(env).startExecution(exec.id);
+  const started = await env.writes.startExecution(exec.id);
   if (started === undefined) return { status: "stopped", partial: undefined };
   publishStatus(feed, exec, "running");
   // The execution's side writes (audit events, its remote id) run one after
@@ -107,15 +100,13 @@ export async function runExecution(
   const countGpu = (usage: UsageRecord, outcome: string) =>
     env.metrics.gpuSeconds.inc({ provider: exec.provider, outcome }, usage.gpu_ms / 1000);
 
-  const settle = async (
-    result: Parameters<typeof finishExecution>[3],
-  ): Promise<ExecutionOutcome> => {
+  const settle = async (result: ExecutionResult): Promise<ExecutionOutcome> => {
     flushReport();
     await writes;
     const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, writeRetryMs);
     const usage = callStarted === undefined ? undefined : usageUntil(Date.now());
     const row = await durable(() =>
-      writesOf(env).finishExecution(exec.id, usage === undefined ? result : { ...result, usage }),
+      env.writes.finishExecution(exec.id, usage === undefined ? result : { ...result, usage }),
     );
     if (row !== undefined && usage !== undefined) countGpu(usage, result.status);
     if (row === undefined) {
@@ -239,17 +230,6 @@ export async function runExecution(
   }
   timer({ outcome: "completed" });
   return settle({ status: "completed", output });
-}
-
-/** The runner's batched writes; without them (a lone call), each write is its own statement. */
-export function writesOf(env: RunnerEnv): WriteBatches {
-  return (
-    env.writes ?? {
-      startExecution: (id) => startExecution(env.db, id, env.instance),
-      finishExecution: (id, result) => finishExecution(env.db, id, env.instance, result),
-      finishJob: (jobId) => finishJob(env.db, jobId, env.instance),
-    }
-  );
 }
 
 function publishStatus(feed: JobFeed, exec: ExecutionRow, status: string): void {

@@ -19,8 +19,9 @@ import {
 import type { Logger } from "../logger.js";
 import { CancelCause, isCause } from "../providers/causes.js";
 import { type DagNode, nextStep, stuck } from "./dag.js";
-import { type RunnerEnv, runExecution, writesOf } from "./execute.js";
+import { type RunnerEnv, runExecution } from "./execute.js";
 import type { JobContextManager } from "./job-context-manager.js";
+import type { WriteBatches } from "./write-batches.js";
 
 export interface JobRunDeps extends RunnerEnv {
   manager: JobContextManager;
@@ -30,6 +31,7 @@ export interface JobRunDeps extends RunnerEnv {
   leaseMs: number;
   /** The runner's root context: cancelled only if the runner is torn down. */
   root: Context;
+  writes: WriteBatches;
 }
 
 /**
@@ -267,7 +269,7 @@ async function conclude(
     }
     return;
   }
-  const finished = await durable(() => writesOf(deps).finishJob(job.id));
+  const finished = await durable(() => deps.writes.finishJob(job.id));
   if (finished.ok) {
     endings.ended({ kind: "ended", jobId: job.id, status: finished.status });
     log.info({ status: finished.status }, "job finished");

@@ -12,7 +12,7 @@ import type { JobContextManager } from "./job-context-manager.js";
 import { createRemoteStops } from "./remote-stops.js";
 import { runJob } from "./run-job.js";
 import type { StopAcks } from "./stop-acks.js";
-import { createWriteBatches } from "./write-batches.js";
+import { createWriteBatches, type WriteBatches } from "./write-batches.js";
 
 export interface RunnerDeps extends RunnerEnv {
   manager: JobContextManager;
@@ -66,7 +66,7 @@ export interface Runner {
 const RENEW_RETRY_MS = 250;
 
 export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Runner {
-  const deps: RunnerDeps = {
+  const deps: RunnerDeps & { writes: WriteBatches } = {
     ...runnerDeps,
     remoteStops: runnerDeps.remoteStops ?? createRemoteStops(runnerDeps),
     gpuReleases: runnerDeps.gpuReleases ?? createGpuReleases(runnerDeps),
