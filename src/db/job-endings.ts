@@ -8,7 +8,7 @@
  * `jobEnded` notice (src/runner/job-ended.ts) for what the result says.
  */
 import { and, eq, inArray, isNull, sql } from "drizzle-orm";
-import { type JobStatus, jobStatusesInto } from "../vocabulary.js";
+import { ACTIVE_EXECUTION_STATUSES, type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions } from "./executions.js";
@@ -162,7 +162,7 @@ export async function finishJobs(
     verdict as (
       select job_id,
              count(*)::int as n,
-             (count(*) filter (where status in ('pending', 'running')))::int as active,
+             (count(*) filter (where status in (${sql.join(ACTIVE, sql`, `)})))::int as active,
              (count(*) filter (where status = 'completed'))::int as done
       from ${executions} where job_id in (select id from ids)
       group by job_id
@@ -214,6 +214,8 @@ const NONE_COMPLETED: ErrorInfo = {
   code: "executions_failed",
   message: "no execution of the job completed",
 };
+
+const ACTIVE = ACTIVE_EXECUTION_STATUSES.map((s) => sql`${s}`);
 
 /** Where a finish may come from: the same for completed, partial and failed (SPEC.md section 2). */
 const FINISH_FROM = jobStatusesInto("completed").map((s) => sql`${s}`);

@@ -10,9 +10,9 @@ import { type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { resetRunningExecutions } from "./executions.js";
-import { type JobJson, type JobWithExecutions, jobFromJson } from "./jobs.js";
+import { type JobJson, type JobWithExecutions, jobFromJson, jobJsonColumns } from "./jobs.js";
 import { rowsOf } from "./rows.js";
-import { executions, jobEvents, jobs } from "./schema.js";
+import { jobEvents, jobs } from "./schema.js";
 
 function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));
@@ -86,10 +86,7 @@ export async function claimJobs(
       insert into ${jobEvents} (job_id, type, actor, data)
       select id, 'claimed', ${claim.instance}, jsonb_build_object('attempt', attempt) from claimed
     )
-    select to_jsonb(c) as job,
-           (select coalesce(jsonb_agg(to_jsonb(e) order by e.position), '[]'::jsonb)
-            from ${executions} e where e.job_id = c.id) as executions
-    from claimed c`,
+    select ${jobJsonColumns("c")} from claimed c`,
   );
   const claimed = rows.map(jobFromJson);
   return claimed.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());

@@ -134,6 +134,14 @@ export interface JobJson {
   executions: unknown;
 }
 
+/** The `JobJson` columns of a query over job rows named `alias` (a constant, never input). */
+export function jobJsonColumns(alias: "j" | "c"): SQL {
+  const row = sql.raw(alias);
+  return sql`to_jsonb(${row}) as job,
+    (select coalesce(jsonb_agg(to_jsonb(e) order by e.position), '[]'::jsonb)
+     from ${executions} e where e.job_id = ${row}.id) as executions`;
+}
+
 export function jobFromJson(row: JobJson): JobWithExecutions {
   // Whichever way the driver hands jsonb over: parsed, or as text.
   const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
@@ -155,10 +163,7 @@ async function findIdempotent(db: Db, idem: Idempotency): Promise<JobWithExecuti
 export async function getJob(db: Db, id: string): Promise<JobWithExecutions | undefined> {
   const [row] = await rowsOf<JobJson>(
     db,
-    sql`select to_jsonb(j) as job,
-               (select coalesce(jsonb_agg(to_jsonb(e) order by e.position), '[]'::jsonb)
-                from ${executions} e where e.job_id = j.id) as executions
-        from ${jobs} j where j.id = ${id}`,
+    sql`select ${jobJsonColumns("j")} from ${jobs} j where j.id = ${id}`,
   );
   return row === undefined ? undefined : jobFromJson(row);
 }
