@@ -1,5 +1,5 @@
 import { getTableColumns, type InferSelectModel, type SQL } from "drizzle-orm";
-import { PgDialect, type PgTable } from "drizzle-orm/pg-core";
+import { type PgColumn, PgDialect, type PgTable } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import type { Db } from "./connection.js";
 
@@ -23,6 +23,18 @@ export async function rowsOf<T>(db: Db, query: SQL): Promise<T[]> {
 
 const dialect = new PgDialect();
 
+/** Each table's columns, listed once: `rowAs` runs for every row the runner reads. */
+const columnLists = new WeakMap<PgTable, [string, PgColumn][]>();
+
+function columnsOf(table: PgTable): [string, PgColumn][] {
+  let list = columnLists.get(table);
+  if (list === undefined) {
+    list = Object.entries(getTableColumns(table));
+    columnLists.set(table, list);
+  }
+  return list;
+}
+
 /** postgres.js's client (`$client` of a drizzle database on it); inside a transaction there is none. */
 function isPostgresJs(client: unknown): client is postgres.Sql {
   return (
@@ -42,7 +54,7 @@ export function rowAs<T extends PgTable>(
   raw: Record<string, unknown>,
 ): InferSelectModel<T> {
   const row: Record<string, unknown> = {};
-  for (const [key, column] of Object.entries(getTableColumns(table))) {
+  for (const [key, column] of columnsOf(table)) {
     const value = raw[column.name];
     row[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
   }
