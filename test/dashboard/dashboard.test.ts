@@ -65,6 +65,20 @@ browserTest(title, () => {
     return { wallet, context, page, pageErrors };
   }
 
+  /** Runs a demo job from the page and waits until its card streams more than `chars` characters. */
+  async function streamingDemoJob(page: Page, prompt: string, chars: number) {
+    await page.getByLabel("Prompt for a demo job").fill(prompt);
+    await page.getByRole("button", { name: "Run demo job" }).click();
+    const card = page.locator("li.job").first();
+    await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
+    await expect
+      .poll(async () => (await card.locator("pre.output").textContent())?.length ?? 0, {
+        timeout: 15_000,
+      })
+      .toBeGreaterThan(chars);
+    return card;
+  }
+
   /** A client with the session the page signed in with. */
   async function clientOf(page: Page) {
     const session = await page.evaluate(() =>
@@ -86,15 +100,7 @@ browserTest(title, () => {
     const { wallet, context, page, pageErrors } = await signedIn();
     await expect.poll(() => page.locator("#empty").isVisible()).toBe(true);
 
-    await page.getByLabel("Prompt for a demo job").fill("a prompt from the browser test");
-    await page.getByRole("button", { name: "Run demo job" }).click();
-    const card = page.locator("li.job").first();
-    await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
-    await expect
-      .poll(async () => (await card.locator("pre.output").textContent())?.length ?? 0, {
-        timeout: 15_000,
-      })
-      .toBeGreaterThan(20);
+    const card = await streamingDemoJob(page, "a prompt from the browser test", 20);
     const jobId = (await card.getAttribute("data-job-id")) as string;
 
     // Every label the Cancel button shows, recorded as the DOM changes.
@@ -223,15 +229,7 @@ browserTest(title, () => {
 
   it("updates in place: focus on Cancel survives ten updates, a selection survives the stream", async () => {
     const { context, page, pageErrors } = await signedIn();
-    await page.getByLabel("Prompt for a demo job").fill("keep my focus and my selection");
-    await page.getByRole("button", { name: "Run demo job" }).click();
-    const card = page.locator("li.job").first();
-    await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
-    await expect
-      .poll(async () => (await card.locator("pre.output").textContent())?.length ?? 0, {
-        timeout: 15_000,
-      })
-      .toBeGreaterThan(30);
+    const card = await streamingDemoJob(page, "keep my focus and my selection", 30);
     // Focus the Cancel button, select the first 20 characters of the output, then count updates.
     await card.locator("button[data-action=cancel]").focus();
     const selected = await page.evaluate(() => {
