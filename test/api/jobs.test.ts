@@ -193,8 +193,13 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
     it("lists a principal's own jobs newest first, with a cursor, filtered by status", async () => {
       const token = await api.signIn(newWallet());
       const ids: string[] = [];
+      const created: { id: string; at: string }[] = [];
       // Slow jobs: the one cancelled below must still be live (an instant one may finish first).
-      for (let i = 0; i < 5; i++) ids.push((await submit(token, job(`list-${i}`))).body.id);
+      for (let i = 0; i < 5; i++) {
+        const { body } = await submit(token, job(`list-${i}`));
+        ids.push(body.id);
+        created.push({ id: body.id, at: String(body.created_at) });
+      }
       await api.call("POST", `/api/v1/jobs/${ids[4]}/cancel`, { token });
       const seen: string[] = [];
       let cursor: string | null = null;
@@ -207,7 +212,11 @@ describe.each(DRIVERS)("jobs API on %s", (driver) => {
         seen.push(...page.jobs.map((j) => j.id));
         cursor = page.next_cursor;
       } while (cursor !== null && seen.length < 20);
-      expect(seen).toEqual([...ids].reverse());
+      // Newest first; jobs submitted within one millisecond (the stored precision) tie, and the id decides.
+      const newestFirst = created
+        .sort((a, b) => (a.at === b.at ? b.id.localeCompare(a.id) : b.at.localeCompare(a.at)))
+        .map((c) => c.id);
+      expect(seen).toEqual(newestFirst);
       const cancelled = (await (
         await api.call("GET", "/api/v1/jobs?status=cancelled", { token })
       ).json()) as { jobs: { id: string }[] };

@@ -105,21 +105,57 @@ describe.each(DRIVERS)("job store on %s", (driver) => {
   });
 
   describe("listJobs", () => {
-    it("pages through an owner's jobs newest first without gaps or repeats", async () => {
-      const owner = "0xPager";
-      const ids: string[] = [];
-      for (let i = 0; i < 7; i++) ids.push((await submit(db, newJob({ owner }))).id);
-      await submit(db, newJob({ owner: "0xSomeoneElse" }));
+    /**
+     * Sets each job's created_at, so the expected order never hangs on the clock: it is
+     * kept to the millisecond, and two submits in one millisecond tie (the id decides).
+     */
+    async function createdAt(times: [string, string][]) {
+      for (const [id, at] of times) {
+        await db
+          .update(jobs)
+          .set({ createdAt: sql`${at}::timestamptz` })
+          .where(eq(jobs.id, id));
+      }
+    }
+
+    /** Every page of `owner`'s jobs at `limit` a page, concatenated. */
+    async function allPages(owner: string, limit: number): Promise<string[]> {
       const seen: string[] = [];
       let after: Awaited<ReturnType<typeof listJobs>>["nextCursor"] = null;
-      for (let page = 0; page < 10; page++) {
-        const result = await listJobs(db, { owner, limit: 3, ...(after ? { after } : {}) });
+      for (let page = 0; page < 20; page++) {
+        const result = await listJobs(db, { owner, limit, ...(after ? { after } : {}) });
         seen.push(...result.jobs.map((j) => j.id));
         for (const j of result.jobs) expect(j.executions).toHaveLength(1);
         after = result.nextCursor;
         if (after === null) break;
       }
-      expect(seen).toEqual([...ids].reverse());
+      return seen;
+    }
+
+    it("pages through an owner's jobs newest first without gaps or repeats", async () => {
+      const owner = "0xPager";
+      const ids: string[] = [];
+      for (let i = 0; i < 7; i++) ids.push((await submit(db, newJob({ owner }))).id);
+      await createdAt(ids.map((id, i) => [id, `2026-01-01T00:00:0${i}Z`]));
+      await submit(db, newJob({ owner: "0xSomeoneElse" }));
+      expect(await allPages(owner, 3)).toEqual([...ids].reverse());
+    });
+
+    it("misses and repeats no job when jobs share a millisecond, whatever the page size", async () => {
+      const owner = "0xSameMillisecond";
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) ids.push((await submit(db, newJob({ owner }))).id);
+      // Newest first: 0 and 1 share a millisecond, 2 to 4 another; 5 is alone.
+      const times = ["00.006", "00.006", "00.005", "00.005", "00.005", "00.004"];
+      await createdAt(ids.map((id, i) => [id, `2026-01-01T00:00:${times[i]}Z`]));
+      const newestFirst = [
+        ...ids.slice(0, 2).sort().reverse(),
+        ...ids.slice(2, 5).sort().reverse(),
+        ids[5],
+      ];
+      for (const limit of [1, 2, 3, 4]) {
+        expect(await allPages(owner, limit), `at ${limit} a page`).toEqual(newestFirst);
+      }
     });
 
     it("filters by status", async () => {
