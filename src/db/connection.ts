@@ -1,6 +1,5 @@
 import { mkdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { PGlite } from "@electric-sql/pglite";
 import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -8,6 +7,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { type PgliteThread, startPgliteThread } from "./pglite-thread.js";
 import * as schema from "./schema.js";
 
 /** The query builder both drivers share; store modules take it as their port. */
@@ -29,8 +29,8 @@ export interface Database {
   close(): Promise<void>;
   /** The postgres.js client, for LISTEN/NOTIFY; undefined on PGlite. */
   readonly postgresClient?: postgres.Sql;
-  /** The PGlite instance, for its listen(); undefined on postgres. */
-  readonly pglite?: PGlite;
+  /** The embedded database's thread, for its listen(); undefined on postgres. */
+  readonly pglite?: PgliteThread;
   /** A one-connection client without the statement timeout, for migrations (postgres only). */
   readonly openMigrationClient?: () => postgres.Sql;
 }
@@ -111,9 +111,9 @@ async function openPostgres(url: string, max: number): Promise<Database> {
 
 async function openPglite(dataDir: string | null): Promise<Database> {
   if (dataDir !== null) await mkdir(dataDir, { recursive: true });
-  const client = dataDir === null ? new PGlite() : new PGlite(dataDir);
-  await client.waitReady;
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  const client = await startPgliteThread(dataDir);
+  // drizzle's PGlite driver calls only query() and transaction(), which the thread answers.
+  const db = drizzlePglite({ client: client as never, schema }) as unknown as Db;
   return {
     db,
     driver: "pglite",
@@ -122,7 +122,7 @@ async function openPglite(dataDir: string | null): Promise<Database> {
       await client.query("select 1");
     },
     async close() {
-      if (!client.closed) await client.close();
+      await client.close();
     },
   };
 }
