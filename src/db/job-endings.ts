@@ -7,36 +7,18 @@
  * an ending that nobody will be told of. The caller then sends one
  * `jobEnded` notice (src/runner/job-ended.ts) for what the result says.
  */
-import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { ACTIVE_EXECUTION_STATUSES, type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
-import { cancelActiveExecutions } from "./executions.js";
+import { cancelActiveExecutions, executionGuard } from "./executions.js";
 import { type EndGuard, holds } from "./job-transitions.js";
-import { rowsOf } from "./rows.js";
+import { rowAs, rowsOf } from "./rows.js";
 import { type ErrorInfo, executions, type JobRow, jobEvents, jobs } from "./schema.js";
 import { enqueueJobEvent, outboxInsert } from "./webhook-outbox.js";
 
 function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));
-}
-
-/**
- * Locks the job's row against other transitions. `NO KEY UPDATE`, the lock
- * an UPDATE itself takes, not `UPDATE`: an execution's start or finish
- * inserts its event in the same statement as its own row change, and the
- * event's foreign key takes `KEY SHARE` on this row; under `FOR UPDATE` a
- * cancel (job row, then executions) and a finishing execution (its row,
- * then the job's key) would deadlock. Every lock on a job row in src/db is
- * taken in this mode (the reaper's, the claim's, resume's) for that reason.
- */
-async function lockJob(tx: Db, jobId: string): Promise<{ status: JobStatus } | undefined> {
-  const [row] = await tx
-    .select({ status: jobs.status })
-    .from(jobs)
-    .where(eq(jobs.id, jobId))
-    .for("no key update");
-  return row;
 }
 
 export type CancelOutcome =
@@ -61,60 +43,78 @@ export async function cancelJob(
   jobId: string,
   request: { actor: string; reason?: string | null },
 ): Promise<CancelOutcome> {
-  return db.transaction(async (tx): Promise<CancelOutcome> => {
-    const current = await lockJob(tx, jobId);
-    if (current === undefined) return { outcome: "not_found" };
-    const wasQueued = current.status === "queued";
-    const [job] = await tx
-      .update(jobs)
-      .set({
-        status: "cancelled",
-        cancelledAt: sql`now()`,
-        cancelledBy: request.actor,
-        cancelReason: request.reason ?? null,
-        finishedAt: sql`now()`,
-        stoppedAt: wasQueued ? sql`now()` : null,
-      })
-      .where(and(eq(jobs.id, jobId), jobGuard("cancelled")))
-      .returning();
-    if (job === undefined) return { outcome: "not_cancellable", status: current.status };
-    const cancelled = await cancelActiveExecutions(tx, jobId, {
-      code: "cancelled",
-      message: "the job was cancelled",
-    });
-    await appendEvent(tx, {
-      jobId,
-      type: "cancel_requested",
-      actor: request.actor,
-      data: {
-        reason: request.reason ?? null,
-        previous_status: current.status,
-        executions_cancelled: cancelled,
-      },
-    });
-    await enqueueJobEvent(tx, { jobId, owner: job.owner, type: "job.cancelled" });
-    if (wasQueued) {
-      await appendEvent(tx, {
-        jobId,
-        type: "stopped",
-        actor: request.actor,
-        data: { cancel_to_stop_ms: 0 },
-      });
-      await enqueueJobEvent(tx, {
-        jobId,
-        owner: job.owner,
-        type: "job.stopped",
-        extra: { cancel_to_stop_ms: 0 },
-      });
-    }
-    return {
-      outcome: "cancelled",
-      previousStatus: current.status,
-      executionsCancelled: cancelled,
-      job,
-    };
-  });
+  const reason = request.reason ?? null;
+  // One statement (one round trip, one commit): the lock, the guarded update,
+  // its executions, its events and outbox rows. `cur` locks the row first, so
+  // a transition committing meanwhile is waited for and the guard is checked
+  // again on the row it left. The lock is NO KEY UPDATE, the lock an UPDATE
+  // itself takes, not UPDATE: an execution's start or finish inserts its
+  // event in the same statement as its own row change, and the event's
+  // foreign key takes KEY SHARE on the job's row; under FOR UPDATE a cancel
+  // (job row, then executions) and a finishing execution (its row, then the
+  // job's key) would deadlock. Every lock on a job row in src/db is taken in
+  // this mode (the reaper's, the claim's, resume's) for that reason.
+  const [row] = await rowsOf<{ current: JobStatus | null; job: unknown; cancelled: number }>(
+    db,
+    sql`
+    with cur as (
+      select id, status from ${jobs} where id = ${jobId} for no key update
+    ),
+    upd as (
+      update ${jobs} set
+        status = 'cancelled',
+        cancelled_at = now(),
+        cancelled_by = ${request.actor},
+        cancel_reason = ${reason}::text,
+        finished_at = now(),
+        stopped_at = case when cur.status = 'queued' then now() end
+      from cur
+      where ${jobs.id} = cur.id and ${jobGuard("cancelled")}
+      returning ${jobs}.*, cur.status as previous
+    ),
+    ex as (
+      update ${executions} set status = 'cancelled', finished_at = now(),
+        error = ${JSON.stringify(CANCELLED)}::jsonb
+      where ${executions.jobId} in (select id from upd) and ${executionGuard("cancelled")}
+      returning ${executions.id}
+    ),
+    n as (select count(*)::int as cancelled from ex),
+    event as (
+      insert into ${jobEvents} (job_id, type, actor, data)
+      select upd.id, 'cancel_requested', ${request.actor},
+             jsonb_build_object('reason', ${reason}::text, 'previous_status', upd.previous,
+                                'executions_cancelled', n.cancelled)
+      from upd, n
+      union all
+      select id, 'stopped', ${request.actor}, ${JSON.stringify(STOPPED_AT_ONCE)}::jsonb
+      from upd where previous = 'queued'
+    ),
+    outbox as (
+      ${outboxInsert(sql`
+        select id as job_id, owner, 'job.cancelled' as type, '{}'::jsonb as extra from upd
+        union all
+        select id, owner, 'job.stopped', ${JSON.stringify(STOPPED_AT_ONCE)}::jsonb
+        from upd where previous = 'queued'`)}
+    )
+    select (select status from cur) as current,
+           (select to_jsonb(upd) from upd) as job,
+           (select cancelled from n) as cancelled`,
+  );
+  if (row?.current == null) return { outcome: "not_found" };
+  if (row.job === null) return { outcome: "not_cancellable", status: row.current };
+  const job = typeof row.job === "string" ? JSON.parse(row.job) : row.job;
+  return {
+    outcome: "cancelled",
+    previousStatus: row.current,
+    executionsCancelled: row.cancelled,
+    job: rowAs(jobs, job as Record<string, unknown>),
+  };
 }
+
+const CANCELLED: ErrorInfo = { code: "cancelled", message: "the job was cancelled" };
+
+/** A queued job's cancel is its stop: nothing ran. */
+const STOPPED_AT_ONCE = { cancel_to_stop_ms: 0 };
 
 export type FinishOutcome =
   | { ok: true; status: "completed" | "partial" | "failed" }
@@ -306,44 +306,41 @@ export async function markStopped(
   jobId: string,
   stop: { actor: string; lapsedLease?: boolean },
 ): Promise<Stop | undefined> {
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(jobs)
-      .set({ stoppedAt: sql`now()`, leaseExpiresAt: null })
-      .where(
-        and(
-          eq(jobs.id, jobId),
-          eq(jobs.status, "cancelled"),
-          isNull(jobs.stoppedAt),
-          stop.lapsedLease ? sql`${jobs.leaseExpiresAt} < now()` : undefined,
-        ),
-      )
-      .returning({
-        stoppedAt: jobs.stoppedAt,
-        cancelledAt: jobs.cancelledAt,
-        instance: jobs.instance,
-        owner: jobs.owner,
-      });
-    if (row?.stoppedAt == null) return undefined;
-    const cancelToStopMs = cancelToStop({ stoppedAt: row.stoppedAt, cancelledAt: row.cancelledAt });
-    const lost = stop.lapsedLease ? { runner_lost: true, lost_instance: row.instance } : {};
-    await appendEvent(tx, {
-      jobId,
-      type: "stopped",
-      actor: stop.actor,
-      data: { cancel_to_stop_ms: cancelToStopMs, ...lost },
-    });
-    await enqueueJobEvent(tx, {
-      jobId,
-      owner: row.owner,
-      type: "job.stopped",
-      extra: { cancel_to_stop_ms: cancelToStopMs, ...lost },
-    });
-    return { stoppedAt: row.stoppedAt, cancelToStopMs };
-  });
-}
-
-/** Milliseconds from a job's cancel to its recorded stop (0 when it has no cancel time). */
-export function cancelToStop(row: { stoppedAt: Date; cancelledAt: Date | null }): number {
-  return Math.max(0, row.stoppedAt.getTime() - (row.cancelledAt ?? row.stoppedAt).getTime());
+  // One statement: the guarded update, its event and its outbox row, with
+  // cancel_to_stop_ms on the database clock from the stored (millisecond) times.
+  const lapsed = stop.lapsedLease ? sql`and ${jobs.leaseExpiresAt} < now()` : sql``;
+  const lost = stop.lapsedLease
+    ? sql`jsonb_build_object('runner_lost', true, 'lost_instance', instance)`
+    : sql`'{}'::jsonb`;
+  const [row] = await rowsOf<{ stopped_at: string | Date; cancel_to_stop_ms: number }>(
+    db,
+    sql`
+    with upd as (
+      update ${jobs} set stopped_at = now(), lease_expires_at = null
+      where ${jobs.id} = ${jobId} and ${jobs.status} = 'cancelled' and ${jobs.stoppedAt} is null
+        ${lapsed}
+      returning ${jobs.id} as id, ${jobs.owner} as owner, ${jobs.instance} as instance,
+                ${jobs.stoppedAt} as stopped_at,
+                greatest(0, round(extract(epoch from
+                  (${jobs.stoppedAt} - coalesce(${jobs.cancelledAt}, ${jobs.stoppedAt}))) * 1000))::int
+                  as cancel_to_stop_ms
+    ),
+    data as (
+      select id, owner, jsonb_build_object('cancel_to_stop_ms', cancel_to_stop_ms) || ${lost} as extra
+      from upd
+    ),
+    event as (
+      insert into ${jobEvents} (job_id, type, actor, data)
+      select id, 'stopped', ${stop.actor}, extra from data
+    ),
+    outbox as (
+      ${outboxInsert(sql`select id as job_id, owner, 'job.stopped' as type, extra from data`)}
+    )
+    select stopped_at, cancel_to_stop_ms from upd`,
+  );
+  if (row === undefined) return undefined;
+  return {
+    stoppedAt: jobs.stoppedAt.mapFromDriverValue(row.stopped_at as string) as Date,
+    cancelToStopMs: row.cancel_to_stop_ms,
+  };
 }
