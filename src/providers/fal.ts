@@ -50,7 +50,7 @@ export function falProvider(
       : fallback;
 
   return remoteQueueProvider<FalRequest>(name, config, {
-    async submit(exec) {
+    async submit(exec, signal) {
       if (!/^[\w.-]+\/[\w.-]+(\/[\w.-]+)*$/.test(exec.model)) {
         throw new ProviderError(
           "provider_rejected",
@@ -58,7 +58,7 @@ export function falProvider(
         );
       }
       const body = (await json(
-        exec.ctx.signal,
+        signal,
         "POST",
         `${base}/${exec.model}`,
         exec.activity,

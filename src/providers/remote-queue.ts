@@ -28,7 +28,11 @@ export type CancelAnswer = "requested" | "already_finished";
  * submitted work (its id, and the URLs the provider gave for it).
  */
 export interface RemoteQueueApi<H> {
-  submit(exec: ExecutionCall): Promise<{ id: string; handle: H; state: RemoteState }>;
+  /** Creates the work; `signal` (not the execution's: see `attempt`) is the create call's to obey. */
+  submit(
+    exec: ExecutionCall,
+    signal: AbortSignal,
+  ): Promise<{ id: string; handle: H; state: RemoteState }>;
   status(handle: H, signal: AbortSignal, activity: () => void): Promise<RemoteState>;
   /**
    * Follows the work as it streams (Replicate's `urls.stream`), reporting
@@ -51,6 +55,13 @@ type RemoteQueueConfig = ProviderConfigOf<"runpod" | "replicate" | "fal">;
 
 /** Consecutive failed status polls tolerated before giving up on the remote work. */
 const MAX_POLL_FAILURES = 5;
+
+/**
+ * How long a create call may take once sent, whatever happens to the
+ * execution meanwhile (see `attempt`). A cancel waits for it: the create
+ * call is normally quick, and its answer is the only way to stop the work.
+ */
+const SUBMIT_WAIT_MS = 30_000;
 
 /**
  * The remote-queue skeleton (DESIGN.md: "Remote-queue providers share one
@@ -127,7 +138,16 @@ export function remoteQueueProvider<H>(
     config,
     async attempt(exec) {
       const signal = exec.ctx.signal;
-      const { id, handle, state: submitted } = await api.submit(exec);
+      if (signal.aborted) throw signal.reason;
+      // Once sent, the create call is not aborted with the execution: a provider
+      // that got it runs the work whether or not we hear back, and only its
+      // answer (the work's id) lets us stop it. A cancel that arrives meanwhile
+      // is seen right after, and the work is stopped as below.
+      const {
+        id,
+        handle,
+        state: submitted,
+      } = await within(exec.ctx, SUBMIT_WAIT_MS, (created) => api.submit(exec, created));
       exec.remoteId(id);
       let state = submitted;
       let failures = 0;

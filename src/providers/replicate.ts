@@ -50,7 +50,7 @@ export function replicateProvider(
   const prediction = (id: string) => `/predictions/${encodeURIComponent(id)}`;
 
   return remoteQueueProvider<Handle>(name, config, {
-    async submit(exec) {
+    async submit(exec, signal) {
       const model = /^([\w.-]+)\/([\w.-]+)(?::([0-9a-f]{64}|[\w.-]+))?$/i.exec(exec.model);
       if (model === null) {
         throw new ProviderError(
@@ -61,7 +61,7 @@ export function replicateProvider(
       const [, owner = "", model_ = "", version] = model;
       const left = remainingMs(exec);
       const state = await call(
-        exec.ctx.signal,
+        signal,
         "POST",
         version === undefined
           ? `/models/${encodeURIComponent(owner)}/${encodeURIComponent(model_)}/predictions`

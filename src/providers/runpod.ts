@@ -37,9 +37,9 @@ export function runpodProvider(
   const path = (id: string, verb: string) => `/${verb}/${encodeURIComponent(id)}`;
 
   return remoteQueueProvider<string>(name, config, {
-    async submit(exec) {
+    async submit(exec, signal) {
       const timeout = remainingMs(exec);
-      const state = await call(exec.ctx.signal, "POST", "/run", exec.activity, {
+      const state = await call(signal, "POST", "/run", exec.activity, {
         input: runInput(exec.model, exec.input),
         ...(timeout === undefined ? {} : { policy: { executionTimeout: timeout } }),
       });

@@ -19,6 +19,8 @@ export interface QueueFakeOptions {
   statusFails?: boolean;
   /** The work finishes just as the cancel arrives: the cancel finds it completed. */
   completeOnCancel?: boolean;
+  /** The create call makes the work at once but answers only this much later (our connection may close first). */
+  submitDelayMs?: number;
   /** Replicate: predictions stream `tokens` output events, one every `intervalMs`, then complete. */
   stream?: { tokens: number; intervalMs: number };
 }
@@ -76,6 +78,12 @@ function tracker(options: QueueFakeOptions) {
   };
 }
 
+/** Runs `answer` after `submitDelayMs` (at once without it): the work exists meanwhile. */
+function later(options: QueueFakeOptions, answer: () => void): void {
+  if (options.submitDelayMs === undefined) answer();
+  else setTimeout(answer, options.submitDelayMs);
+}
+
 const json = (res: ServerResponse, status: number, body: unknown) =>
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 
@@ -115,7 +123,8 @@ export async function replicateServer(options: QueueFakeOptions = {}): Promise<Q
     const path = recorded.path;
     if (req.method === "POST" && /^\/v1\/(models\/[^/]+\/[^/]+\/)?predictions$/.test(path)) {
       submits.push(req.headers);
-      return json(res, 201, prediction(t.create("r8"), "starting"));
+      const created = prediction(t.create("r8"), "starting");
+      return later(options, () => json(res, 201, created));
     }
     const stream = /^\/v1\/stream\/([^/]+)$/.exec(path);
     if (req.method === "GET" && stream?.[1] && options.stream !== undefined) {
@@ -182,12 +191,14 @@ export async function falServer(options: QueueFakeOptions = {}): Promise<QueueFa
       const app = path.split("/").slice(1, 3).join("/");
       const id = t.create("fal");
       const at = `${origin}/${app}/requests/${id}`;
-      return json(res, 200, {
-        request_id: id,
-        status_url: `${at}/status`,
-        response_url: at,
-        cancel_url: `${at}/cancel`,
-      });
+      return later(options, () =>
+        json(res, 200, {
+          request_id: id,
+          status_url: `${at}/status`,
+          response_url: at,
+          cancel_url: `${at}/cancel`,
+        }),
+      );
     }
     const [, , id = "", verb] = request ?? [];
     if (req.method === "GET" && verb === "/status") {

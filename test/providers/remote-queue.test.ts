@@ -112,6 +112,32 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
     expect(waited).toBeGreaterThanOrEqual(70); // only once the fake showed the end
   });
 
+  it("a cancel that comes while the create call is in flight still stops the work it created", async () => {
+    const { fake, registry } = await start(kind, { submitDelayMs: 150 });
+    const [ctx, cancel] = withCancelCause(background());
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    // The provider has made the work; its answer (the work's id) is still on its way.
+    await waitUntil(() => fake.submits.length === 1, 5_000, "the create call");
+    const why = userCancel();
+    cancel(why);
+    expect(await rejectionOf(result)).toBe(why);
+    expect(recorded.remoteIds).toHaveLength(1);
+    const stop = await stopOf(recorded);
+    expect(fake.cancels.map((c) => c.id)).toEqual(recorded.remoteIds);
+    expect(stop).toMatchObject({ outcome: "confirmed", why: "cancelled" });
+  });
+
+  it("a cancel before the create call sends nothing to the provider", async () => {
+    const { fake, registry } = await start(kind);
+    const [ctx, cancel] = withCancelCause(background());
+    const why = userCancel();
+    cancel(why);
+    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
+    expect(await rejectionOf(result)).toBe(why);
+    expect(fake.submits).toEqual([]);
+    expect(recorded.remoteIds).toEqual([]);
+  });
+
   it("a cancel call that fails is a failed remote stop, noted", async () => {
     const { recorded } = await cancelledRun(kind, { cancelStatus: 500 });
     expect(await stopOf(recorded)).toMatchObject({ outcome: "failed", confirmedAt: null });
