@@ -19,6 +19,9 @@ export const DEFAULT_SERVICE_ISSUER = "quench-dev";
 export const DEFAULT_SERVICE_AUDIENCE = "quench";
 const ASYMMETRIC_ALGORITHMS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
 const CLOCK_TOLERANCE_S = 30;
+/** How long a verified token is taken on trust at most (see `createAuthenticator`). */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
 
 export interface AuthOptions {
   sessionSecret: string;
@@ -31,6 +34,8 @@ export interface AuthOptions {
   };
   /** The shared undici agent: JWKS fetches go through it like every outbound request. */
   agent: Dispatcher;
+  /** The clock (ms since the epoch) that expiry is judged by; `Date.now` unless a test sets it. */
+  now?: () => number;
 }
 
 export interface Authenticator {
@@ -49,7 +54,20 @@ export function unauthenticated(
   return new ApiError("unauthenticated", message, { reason, ...extra });
 }
 
+/**
+ * Tokens are verified once and then remembered by their exact text: a client
+ * sends the same token with every request, and each verification is a
+ * WebCrypto call through libuv's threadpool (0.4 ms median, 2.5 ms p99 of a
+ * cancel's path under load, the largest step before its abort). A remembered
+ * token is honoured until it expires as jose would judge it (`exp` plus the
+ * clock tolerance) and for at most `VERIFIED_TTL_MS`, so a key taken out of the
+ * issuer's key set stops being honoured within a minute; at most
+ * `VERIFIED_MAX` are kept, the least recently used dropped. Only successes are
+ * kept: a refused token is verified again every time.
+ */
 export function createAuthenticator(options: AuthOptions): Authenticator {
+  const now = options.now ?? Date.now;
+  const verifiedTokens = new Map<string, { principal: Principal; until: number }>();
   const sessionKey = new TextEncoder().encode(options.sessionSecret);
   const sessionTtlMs = options.sessionTtlMs ?? 24 * 3600_000;
   const { service } = options;
@@ -70,6 +88,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
   async function verifySession(token: string): Promise<Principal> {
     const { payload } = await verified(() =>
       jwtVerify(token, sessionKey, {
+        currentDate: new Date(now()),
         algorithms: ["HS256"],
         issuer: SESSION_ISSUER,
         audience: SESSION_AUDIENCE,
@@ -91,6 +110,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       );
     }
     const verifyOptions = {
+      currentDate: new Date(now()),
       issuer: service.issuer,
       audience: service.audience,
       requiredClaims: ["exp", "iss", "aud", "sub"],
@@ -142,9 +162,26 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       } catch {
         throw unauthenticated("malformed_token", "the bearer token is not a JWT");
       }
+      const at = now();
+      const known = verifiedTokens.get(token);
+      if (known !== undefined) {
+        verifiedTokens.delete(token);
+        if (at < known.until) {
+          verifiedTokens.set(token, known);
+          return known.principal;
+        }
+      }
       const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
       const isSession = claims.iss === SESSION_ISSUER && audiences.includes(SESSION_AUDIENCE);
-      return isSession ? verifySession(token) : verifyService(token);
+      const principal = await (isSession ? verifySession(token) : verifyService(token));
+      // exp is a required claim of both kinds, so a verified token has it.
+      const until = Math.min(((claims.exp ?? 0) + CLOCK_TOLERANCE_S) * 1000, at + VERIFIED_TTL_MS);
+      verifiedTokens.set(token, { principal, until });
+      if (verifiedTokens.size > VERIFIED_MAX) {
+        const oldest = verifiedTokens.keys().next().value;
+        if (oldest !== undefined) verifiedTokens.delete(oldest);
+      }
+      return principal;
     },
   };
 }
