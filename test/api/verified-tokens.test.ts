@@ -29,16 +29,19 @@ describe("tokens verified once and remembered", () => {
     now: () => clock,
   });
   const bearer = (token: string) => `Bearer ${token}`;
-
-  it("honours a remembered token only until it expires, as a fresh verification would", async () => {
-    clock = Date.now();
-    const token = await signServiceToken(SECRET, {
+  /** A service token for `svc`, as a backend service would send it. */
+  const serviceToken = (expiresInS: number, secret = SECRET) =>
+    signServiceToken(secret, {
       sub: "svc",
       scopes: ["jobs:read"],
       issuer: ISSUER,
       audience: AUDIENCE,
-      expiresInS: 60,
+      expiresInS,
     });
+
+  it("honours a remembered token only until it expires, as a fresh verification would", async () => {
+    clock = Date.now();
+    const token = await serviceToken(60);
     const first = await auth.authenticate(bearer(token));
     expect(first).toMatchObject({ kind: "service", owner: "service:svc" });
     expect(await auth.authenticate(bearer(token))).toBe(first);
@@ -49,13 +52,7 @@ describe("tokens verified once and remembered", () => {
 
   it("never remembers a refusal, nor lets a changed token ride on a remembered one", async () => {
     clock = Date.now();
-    const token = await signServiceToken(SECRET, {
-      sub: "svc",
-      scopes: ["jobs:admin"],
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      expiresInS: 600,
-    });
+    const token = await serviceToken(600);
     await auth.authenticate(bearer(token));
     const [header, payload, signature] = token.split(".");
     // The first character: the last one's low bits are padding that a decoder may ignore.
@@ -63,13 +60,7 @@ describe("tokens verified once and remembered", () => {
     for (let i = 0; i < 2; i++) {
       expect(await reason(auth.authenticate(bearer(forged)))).toBe("bad_signature");
     }
-    const wrongKey = await signServiceToken("w".repeat(64), {
-      sub: "svc",
-      scopes: ["jobs:admin"],
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      expiresInS: 600,
-    });
+    const wrongKey = await serviceToken(600, "w".repeat(64));
     expect(await reason(auth.authenticate(bearer(wrongKey)))).toBe("bad_signature");
   });
 
