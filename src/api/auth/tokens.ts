@@ -156,12 +156,6 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
         );
       }
       const token = match[1];
-      let claims: JWTPayload;
-      try {
-        claims = decodeJwt(token);
-      } catch {
-        throw unauthenticated("malformed_token", "the bearer token is not a JWT");
-      }
       const at = now();
       const known = verifiedTokens.get(token);
       if (known !== undefined) {
@@ -170,6 +164,12 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
           verifiedTokens.set(token, known);
           return known.principal;
         }
+      }
+      let claims: JWTPayload;
+      try {
+        claims = decodeJwt(token);
+      } catch {
+        throw unauthenticated("malformed_token", "the bearer token is not a JWT");
       }
       const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
       const isSession = claims.iss === SESSION_ISSUER && audiences.includes(SESSION_AUDIENCE);
