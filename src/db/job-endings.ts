@@ -13,7 +13,7 @@ import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
 import { cancelActiveExecutions, executionGuard } from "./executions.js";
 import { type EndGuard, holds } from "./job-transitions.js";
-import { rowAs, rowsOf } from "./rows.js";
+import { jsonbValue, rowAs, rowsOf } from "./rows.js";
 import { type ErrorInfo, executions, type JobRow, jobEvents, jobs } from "./schema.js";
 import { enqueueJobEvent, outboxInsert } from "./webhook-outbox.js";
 
@@ -102,12 +102,11 @@ export async function cancelJob(
   );
   if (row?.current == null) return { outcome: "not_found" };
   if (row.job === null) return { outcome: "not_cancellable", status: row.current };
-  const job = typeof row.job === "string" ? JSON.parse(row.job) : row.job;
   return {
     outcome: "cancelled",
     previousStatus: row.current,
     executionsCancelled: row.cancelled,
-    job: rowAs(jobs, job as Record<string, unknown>),
+    job: rowAs(jobs, jsonbValue(row.job) as Record<string, unknown>),
   };
 }
 

@@ -9,7 +9,7 @@ import {
   loadIdempotentJobId,
 } from "./idempotency.js";
 import { storableJson } from "./json.js";
-import { rowAs, rowsOf } from "./rows.js";
+import { jsonbValue, rowAs, rowsOf } from "./rows.js";
 import { type ExecutionRow, executions, type JobRow, jobEvents, jobs } from "./schema.js";
 
 export type JobWithExecutions = JobRow & { executions: ExecutionRow[] };
@@ -143,11 +143,9 @@ export function jobJsonColumns(alias: "j" | "c"): SQL {
 }
 
 export function jobFromJson(row: JobJson): JobWithExecutions {
-  // Whichever way the driver hands jsonb over: parsed, or as text.
-  const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
-  const execs = parse(row.executions) as Record<string, unknown>[];
+  const execs = jsonbValue(row.executions) as Record<string, unknown>[];
   return {
-    ...rowAs(jobs, parse(row.job) as Record<string, unknown>),
+    ...rowAs(jobs, jsonbValue(row.job) as Record<string, unknown>),
     executions: execs.map((e) => rowAs(executions, e)),
   };
 }

@@ -23,6 +23,11 @@ export async function rowsOf<T>(db: Db, query: SQL): Promise<T[]> {
 
 const dialect = new PgDialect();
 
+/** A jsonb value of a raw row, whichever way the driver hands it over: parsed, or as text. */
+export function jsonbValue(value: unknown): unknown {
+  return typeof value === "string" ? JSON.parse(value) : value;
+}
+
 /** Each table's columns, listed once: `rowAs` runs for every row the runner reads. */
 const columnLists = new WeakMap<PgTable, [string, PgColumn][]>();
 

@@ -10,7 +10,7 @@ import { and, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
 import type { WebhookEventType } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { storableJson } from "./json.js";
-import { rowsOf } from "./rows.js";
+import { jsonbValue, rowsOf } from "./rows.js";
 import { webhookEvents, webhooks } from "./schema.js";
 
 /**
@@ -124,7 +124,7 @@ export async function claimDeliveries(
       webhookId: r.webhook_id,
       jobId: r.job_id,
       type: r.type,
-      extra: typeof r.extra === "string" ? JSON.parse(r.extra) : r.extra,
+      extra: jsonbValue(r.extra) as Record<string, unknown>,
       createdAt: new Date(r.created_at),
       body: r.body,
       attempt: r.attempts,
