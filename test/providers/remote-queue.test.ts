@@ -60,16 +60,20 @@ async function start(
 }
 
 const userCancel = () => new CancelCause("cancelled", "the user asked", "0xUser");
-/** Submits on `kind`'s fake, cancels as a user once the work was submitted remotely, and waits for our side's stop. */
+/**
+ * Submits on `kind`'s fake, cancels as a user once `submitted` holds (by
+ * default: we know the remote work's id), and waits for our side's stop.
+ */
 async function cancelledRun(
   kind: Kind,
   options: QueueFakeOptions = {},
   extra: Record<string, unknown> = {},
+  submitted: (fake: QueueFake, recorded: Recorded) => boolean = (_, r) => r.remoteIds.length === 1,
 ) {
   const { fake, registry } = await start(kind, options, extra);
   const [ctx, cancel] = withCancelCause(background());
   const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
-  await waitUntil(() => recorded.remoteIds.length === 1, 5_000, "the submit");
+  await waitUntil(() => submitted(fake, recorded), 5_000, "the submit");
   const why = userCancel();
   cancel(why);
   return { fake, recorded, why, rejection: await rejectionOf(result) };
@@ -113,14 +117,14 @@ describe.each(KINDS)("remote queue: $name", (kind) => {
   });
 
   it("a cancel that comes while the create call is in flight still stops the work it created", async () => {
-    const { fake, registry } = await start(kind, { submitDelayMs: 150 });
-    const [ctx, cancel] = withCancelCause(background());
-    const { result, recorded } = runOn(registry, "q", ctx, { model: kind.model, input: {} });
-    // The provider has made the work; its answer (the work's id) is still on its way.
-    await waitUntil(() => fake.submits.length === 1, 5_000, "the create call");
-    const why = userCancel();
-    cancel(why);
-    expect(await rejectionOf(result)).toBe(why);
+    // Cancelled once the provider has made the work, while its answer (the work's id) is on its way.
+    const { fake, recorded, why, rejection } = await cancelledRun(
+      kind,
+      { submitDelayMs: 150 },
+      {},
+      (f) => f.submits.length === 1,
+    );
+    expect(rejection).toBe(why);
     expect(recorded.remoteIds).toHaveLength(1);
     const stop = await stopOf(recorded);
     expect(fake.cancels.map((c) => c.id)).toEqual(recorded.remoteIds);
