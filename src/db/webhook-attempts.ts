@@ -29,6 +29,14 @@ export async function recordAttempts(
 ): Promise<FinishedAttempt[]> {
   if (finished.length === 0) return [];
   return db.transaction(async (tx) => {
+    // The webhooks' rows first, in id order: a webhook's delete locks its row
+    // and then, by cascade, its events, so taking the events first (the
+    // update below) and the webhook's key later (the attempts' foreign key)
+    // would deadlock with it. After a delete committed, nothing is found here.
+    const hooks = [...new Set(finished.map((f) => f.delivery.webhookId))].sort();
+    await tx.execute(
+      sql`select 1 from ${webhooks} where ${inArray(webhooks.id, hooks)} order by ${webhooks.id} for key share`,
+    );
     const values = finished.map(({ delivery: d, result: r }) => {
       const state =
         r.outcome === "delivered"

@@ -13,7 +13,9 @@ import {
 import { claimJobs } from "../../src/db/job-transitions.js";
 import { insertJob } from "../../src/db/jobs.js";
 import { webhookEvents } from "../../src/db/schema.js";
-import { insertWebhook } from "../../src/db/webhooks.js";
+import { recordAttempts } from "../../src/db/webhook-attempts.js";
+import { claimDeliveries, enqueueJobEvent } from "../../src/db/webhook-outbox.js";
+import { deleteWebhook, insertWebhook } from "../../src/db/webhooks.js";
 import { createMetrics } from "../../src/metrics.js";
 import { TERMINAL_JOB_STATUSES } from "../../src/vocabulary.js";
 import { createWebhookLoop } from "../../src/webhooks/loop.js";
@@ -151,6 +153,49 @@ describe.each(DRIVERS)("races on %s", (driver) => {
       const after = await reload(left.db, job.id);
       expect(after.status).toBe(timedOut ? "timed_out" : "cancelled");
       expect(after.executions.map((e) => e.status)).toEqual(["cancelled"]);
+    }
+  });
+
+  it(`deleting a webhook while its attempts are recorded never deadlocks (no 503), ${ROUNDS / 2} times in both orders`, async () => {
+    // Running, not queued: the claimers' test below counts every queued job as its own.
+    const { job } = await runningJob();
+    for (let round = 0; round < ROUNDS / 2; round++) {
+      const hook = await insertWebhook(left.db, {
+        owner: null,
+        createdBy: "service:ops",
+        url: "http://127.0.0.1:9/",
+        events: ["job.completed"],
+        secret: `whsec_${Buffer.alloc(24, 7).toString("base64")}`,
+      });
+      for (let i = 0; i < 10; i++) {
+        await enqueueJobEvent(left.db, { jobId: job.id, owner: job.owner, type: "job.completed" });
+      }
+      const claimed = await claimDeliveries(left.db, {
+        limit: 10,
+        holdMs: 30_000,
+        perWebhook: 10,
+        busy: new Map(),
+      });
+      expect(claimed).toHaveLength(10);
+      const record = () =>
+        recordAttempts(
+          left.db,
+          claimed.map((delivery) => ({
+            delivery,
+            result: { outcome: "delivered" as const, statusCode: 200 },
+          })),
+        );
+      const remove = () => deleteWebhook(right.db, hook.id);
+      const [recorded, deleted] =
+        round % 2 === 0
+          ? await Promise.all([record(), remove()])
+          : await Promise.all([remove(), record()]).then(([d, r]) => [r, d] as const);
+      expect(deleted).toBe(true);
+      // Recorded before the delete (all 10) or after it (none: the events went with it).
+      expect([0, 10]).toContain(recorded.length);
+      expect(
+        await left.db.select().from(webhookEvents).where(eq(webhookEvents.webhookId, hook.id)),
+      ).toEqual([]);
     }
   });
 

@@ -227,15 +227,43 @@ describe.each(DRIVERS)("webhooks on %s", (driver) => {
   it("a queued job's cancel sends cancelled and stopped at once", async () => {
     const r = await receiver();
     await register({ url: r.url, events: ["job.cancelled", "job.stopped"] });
-    // Admin inserts nothing special: a bulk of jobs beyond the runner's slots stays queued.
+    // More jobs than the runner's 16 slots: once it holds 16, the others stay
+    // queued while nothing ends. They are cancelled first, on their own: a
+    // cancel of a running job frees a slot that a queued one would fill.
     const ids = await Promise.all(Array.from({ length: 20 }, () => submit("slow")));
-    const res = await api.call("POST", "/api/v1/jobs/cancel", { token, body: { job_ids: ids } });
-    expect(res.status).toBe(200);
-    const results = (
-      (await res.json()) as { results: { job_id: string; previous_status: string }[] }
-    ).results;
-    const queued = results.filter((x) => x.previous_status === "queued").map((x) => x.job_id);
-    expect(queued.length).toBeGreaterThan(0);
+    const statuses = async () =>
+      Promise.all(
+        ids.map(async (id) => {
+          const res = await api.call("GET", `/api/v1/jobs/${id}`, { token });
+          return { id, status: ((await res.json()) as { status: string }).status };
+        }),
+      );
+    let queued: string[] = [];
+    await waitUntil(
+      async () => {
+        const now = await statuses();
+        queued = now.filter((x) => x.status === "queued").map((x) => x.id);
+        return now.filter((x) => x.status === "running").length === 16;
+      },
+      10_000,
+      "the runner to hold 16",
+    );
+    expect(queued).toHaveLength(4);
+    const cancel = async (jobIds: string[]) => {
+      const res = await api.call("POST", "/api/v1/jobs/cancel", {
+        token,
+        body: { job_ids: jobIds },
+      });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { results: { previous_status: string }[] }).results;
+    };
+    expect((await cancel(queued)).map((x) => x.previous_status)).toEqual(
+      queued.map(() => "queued"),
+    );
+    const running = ids.filter((id) => !queued.includes(id));
+    expect(new Set((await cancel(running)).map((x) => x.previous_status))).toEqual(
+      new Set(["running"]),
+    );
     // Both events of every job; their order is not promised.
     await r.until(
       () =>
