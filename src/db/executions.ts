@@ -24,7 +24,7 @@ export function executionGuard(to: ExecutionStatus) {
  * every write a runner makes, so a runner that lost its lease (its job
  * requeued and claimed elsewhere) can no longer change the job's executions.
  */
-function heldBy(instance: string) {
+export function heldBy(instance: string) {
   return sql`exists (select 1 from ${jobs} where ${jobs.id} = ${executions.jobId} and ${jobs.status} = 'running' and ${jobs.instance} = ${instance})`;
 }
 
@@ -66,70 +66,6 @@ export async function startExecutions(
       type: "execution_started",
       actor: instance,
       data: sql`jsonb_build_object('key', key, 'provider', provider)`,
-    },
-  );
-}
-
-export type ExecutionResult = (
-  | { status: "completed"; output: unknown }
-  | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean }
-) & { usage?: UsageRecord };
-
-/**
- * running → completed | failed, with its `execution_finished` event, in one
- * statement. Undefined if the execution was no longer running (a cancel got
- * there first, and its status stands) or its job is no longer running on
- * `instance`.
- */
-export async function finishExecution(
-  db: Db,
-  id: string,
-  instance: string,
-  result: ExecutionResult,
-): Promise<ExecutionRow | undefined> {
-  return (await finishExecutions(db, [{ id, result }], instance)).get(id);
-}
-
-/**
- * `finishExecution` for many executions in one statement: the finished
- * ones, by id. Each row keeps its own guard, so the set is exactly the
- * finishes that would have succeeded one by one.
- */
-export async function finishExecutions(
-  db: Db,
-  items: { id: string; result: ExecutionResult }[],
-  instance: string,
-): Promise<Map<string, ExecutionRow>> {
-  const rows = items.map(({ id, result }) => {
-    const failed = result.status === "failed";
-    return {
-      id,
-      status: result.status,
-      output: storableJson(result.output ?? null),
-      partial: failed ? (result.partial ?? false) : false,
-      error: failed ? storableJson(result.error) : null,
-      usage: result.usage ?? null,
-    };
-  });
-  return withEvents(
-    db,
-    sql`update ${executions} set
-          status = x.status,
-          finished_at = now(),
-          output = x.output,
-          partial = x.partial,
-          error = x.error,
-          usage = coalesce(x.usage, ${executions.usage})
-        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-          as x(id uuid, status text, output jsonb, partial boolean, error jsonb, usage jsonb)
-        where ${executions.id} = x.id
-          and ((x.status = 'completed' and ${executionGuard("completed")})
-            or (x.status = 'failed' and ${executionGuard("failed")}))
-          and ${heldBy(instance)}`,
-    {
-      type: "execution_finished",
-      actor: instance,
-      data: sql`jsonb_build_object('key', key, 'status', status, 'error', error->>'code')`,
     },
   );
 }

@@ -7,7 +7,7 @@
  * an ending that nobody will be told of. The caller then sends one
  * `jobEnded` notice (src/runner/job-ended.ts) for what the result says.
  */
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
 import { ACTIVE_EXECUTION_STATUSES, type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
@@ -166,32 +166,7 @@ export async function finishJobs(
       from ${executions} where job_id in (select id from ids)
       group by job_id
     ),
-    outcome as (
-      select job_id, n, done, active,
-             case when done = n then 'completed' when done > 0 then 'partial' else 'failed' end
-               as status
-      from verdict
-    ),
-    upd as (
-      update ${jobs} set
-        status = o.status,
-        finished_at = now(),
-        lease_expires_at = null,
-        error = case when o.status = 'failed' then ${JSON.stringify(NONE_COMPLETED)}::jsonb end
-      from cur join outcome o on o.job_id = cur.id
-      where ${jobs.id} = cur.id and cur.status = 'running' and o.active = 0
-        and ${jobs.status} in (${sql.join(FINISH_FROM, sql`, `)})
-      returning ${jobs.id} as id, ${jobs.status} as status, ${jobs.owner} as owner
-    ),
-    event as (
-      insert into ${jobEvents} (job_id, type, actor, data)
-      select upd.id, 'finished', ${actor},
-             jsonb_build_object('status', upd.status, 'completed', o.done, 'executions', o.n)
-      from upd join outcome o on o.job_id = upd.id
-    ),
-    outbox as (
-      ${outboxInsert(sql`select id as job_id, owner, 'job.' || status as type, '{}'::jsonb as extra from upd`)}
-    )
+    ${finishedJobs({ guard: sql`true`, actor })}
     select cur.id, cur.status as current, coalesce(o.active, 0) as active, upd.status as finished
     from cur left join outcome o on o.job_id = cur.id left join upd on upd.id = cur.id`,
   );
@@ -214,10 +189,54 @@ const NONE_COMPLETED: ErrorInfo = {
   message: "no execution of the job completed",
 };
 
-const ACTIVE = ACTIVE_EXECUTION_STATUSES.map((s) => sql`${s}`);
+/** The active execution statuses, as SQL literals for `in (…)`. */
+export const ACTIVE = ACTIVE_EXECUTION_STATUSES.map((s) => sql`${s}`);
 
 /** Where a finish may come from: the same for completed, partial and failed (SPEC.md section 2). */
 const FINISH_FROM = jobStatusesInto("completed").map((s) => sql`${s}`);
+
+/**
+ * The CTEs that finish jobs, shared by `finishJobs` and the last executions'
+ * finish (src/db/execution-finishes.ts): from `cur` (the jobs' rows, locked,
+ * as they are now) and `verdict` (per job: executions `n`, still `active`,
+ * `done`), `outcome` applies SPEC.md section 2's rule, `upd` moves each job
+ * that is running, has no active execution and passes `guard`, `event` and
+ * `outbox` announce it. Its trail line is written by `event` unless the
+ * caller writes it in its own ordered insert (`events: false`, reading `upd`
+ * joined to `outcome`).
+ */
+export function finishedJobs(options: { guard: SQL; actor: string; events?: boolean }): SQL {
+  const event = sql`
+    event as (
+      insert into ${jobEvents} (job_id, type, actor, data)
+      select upd.id, 'finished', ${options.actor}, ${finishedEventData}
+      from upd join outcome o on o.job_id = upd.id
+    ),`;
+  return sql`
+    outcome as (
+      select job_id, n, done, active,
+             case when done = n then 'completed' when done > 0 then 'partial' else 'failed' end
+               as status
+      from verdict
+    ),
+    upd as (
+      update ${jobs} set
+        status = o.status,
+        finished_at = now(),
+        lease_expires_at = null,
+        error = case when o.status = 'failed' then ${JSON.stringify(NONE_COMPLETED)}::jsonb end
+      from cur join outcome o on o.job_id = cur.id
+      where ${jobs.id} = cur.id and cur.status = 'running' and o.active = 0 and ${options.guard}
+        and ${jobs.status} in (${sql.join(FINISH_FROM, sql`, `)})
+      returning ${jobs.id} as id, ${jobs.status} as status, ${jobs.owner} as owner
+    ),${options.events === false ? sql`` : event}
+    outbox as (
+      ${outboxInsert(sql`select id as job_id, owner, 'job.' || status as type, '{}'::jsonb as extra from upd`)}
+    )`;
+}
+
+/** The `finished` event's data, over `upd` joined to `outcome o`. */
+export const finishedEventData = sql`jsonb_build_object('status', upd.status, 'completed', o.done, 'executions', o.n)`;
 
 const timedOut: ErrorInfo = { code: "timed_out", message: "the job's deadline passed" };
 

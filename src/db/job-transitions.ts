@@ -9,10 +9,10 @@ import { and, eq, inArray, isNotNull, isNull, or, type SQL, sql } from "drizzle-
 import { type JobStatus, jobStatusesInto } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
-import { resetRunningExecutions } from "./executions.js";
+import { executionGuard, resetRunningExecutions } from "./executions.js";
 import { type JobJson, type JobWithExecutions, jobFromJson, jobJsonColumns } from "./jobs.js";
-import { rowsOf } from "./rows.js";
-import { jobEvents, jobs } from "./schema.js";
+import { jsonbValue, rowsOf } from "./rows.js";
+import { executions, jobEvents, jobs } from "./schema.js";
 
 function jobGuard(to: JobStatus) {
   return inArray(jobs.status, jobStatusesInto(to));
@@ -47,8 +47,15 @@ export async function claimJobs(
      * no instance ever runs one job twice at once.
      */
     exclude?: string[];
+    /**
+     * Also start each claimed job's first executions (pending, without
+     * dependencies, by position, up to its `max_parallel`) with their
+     * `execution_started` events: the runner's claim, which saves each job
+     * the round trip of its first start. Their ids are in `started`.
+     */
+    startExecutions?: boolean;
   },
-): Promise<JobWithExecutions[]> {
+): Promise<ClaimedJob[]> {
   if (claim.limit <= 0) return [];
   // One parameter, whatever its length: the statement text stays the same, so it stays prepared.
   const exclude = claim.exclude ?? [];
@@ -58,7 +65,7 @@ export async function claimJobs(
   // `id IN (subquery)` the planner may rescan the subquery per row while the
   // UPDATE turns rows from queued to running, and each rescan finds the next
   // queued job: a claim of 1 returned 2, past RUNNER_CONCURRENCY.
-  const rows = await rowsOf<JobJson>(
+  const rows = await rowsOf<JobJson & { started: unknown }>(
     db,
     sql`
     with candidates as (
@@ -82,15 +89,59 @@ export async function claimJobs(
       where ${jobs.id} = candidates.id and ${jobGuard("running")}
       returning ${jobs}.*
     ),
+    first as (
+      select r.id from (
+        select x.id, x.job_id,
+               row_number() over (partition by x.job_id order by x.position) as rank
+        from ${executions} x
+        where ${claim.startExecutions === true}
+          and x.job_id in (select id from claimed)
+          and x.status = 'pending' and x.depends_on = '[]'::jsonb
+      ) r join claimed c on c.id = r.job_id
+      where r.rank <= c.max_parallel
+    ),
+    started as (
+      update ${executions} set status = 'running', started_at = now()
+      where ${executions.id} in (select id from first) and ${executionGuard("running")}
+      returning ${executions.id}, ${executions.jobId}, ${executions.key},
+                ${executions.provider}, ${executions.position}, ${executions.startedAt}
+    ),
     event as (
+      -- In the trail's order: each job's claim, then its starts by position.
       insert into ${jobEvents} (job_id, type, actor, data)
-      select id, 'claimed', ${claim.instance}, jsonb_build_object('attempt', attempt) from claimed
+      select job_id, type, ${claim.instance}, data from (
+        select id as job_id, 'claimed' as type, jsonb_build_object('attempt', attempt) as data,
+               -1 as position
+        from claimed
+        union all
+        select job_id, 'execution_started', jsonb_build_object('key', key, 'provider', provider),
+               position
+        from started
+      ) t order by job_id, position
     )
-    select ${jobJsonColumns("c")} from claimed c`,
+    select ${jobJsonColumns("c")},
+      (select coalesce(jsonb_agg(jsonb_build_array(s.id, s.started_at)), '[]'::jsonb)
+       from started s where s.job_id = c.id) as started
+    from claimed c`,
   );
-  const claimed = rows.map(jobFromJson);
+  const claimed = rows.map((row) => {
+    // The executions were read as the statement began: mark those it started.
+    const job = jobFromJson(row);
+    const started = new Set<string>();
+    for (const [id, at] of jsonbValue(row.started) as [string, string][]) {
+      const exec = job.executions.find((e) => e.id === id);
+      if (exec === undefined) continue;
+      exec.status = "running";
+      exec.startedAt = new Date(at);
+      started.add(id);
+    }
+    return { ...job, started };
+  });
   return claimed.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
 }
+
+/** A claimed job; `started` holds the executions its claim started (`startExecutions`). */
+export type ClaimedJob = JobWithExecutions & { started: ReadonlySet<string> };
 
 /** Who may move a running job on: its holder, or a reaper once the lease lapsed. */
 export type EndGuard = { holder: string } | { lapsedLease: true };

@@ -1,7 +1,9 @@
 import type { Context } from "../context/context.js";
 import type { Db } from "../db/connection.js";
 import { appendEvent, type JobEventType } from "../db/events.js";
-import { type ExecutionResult, setProgress, setRemoteId, setUsage } from "../db/executions.js";
+import type { ExecutionResult } from "../db/execution-finishes.js";
+import { setProgress, setRemoteId, setUsage } from "../db/executions.js";
+import type { FinishOutcome } from "../db/job-endings.js";
 import type { ExecutionRow, UsageRecord } from "../db/schema.js";
 import { retryWhileUnavailable } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
@@ -45,8 +47,21 @@ export interface RunnerEnv {
  *   to keep once the job's own transition has marked it.
  */
 export type ExecutionOutcome =
-  | { status: "completed" | "failed" }
+  | { status: "completed" | "failed"; job?: FinishOutcome }
   | { status: "stopped"; partial: unknown };
+
+export interface ExecutionRunOptions {
+  /** How long the result's writes retry through a database outage (guarded writes: retries are safe). */
+  writeRetryMs?: number;
+  /** The job's claim already started it (pending → running, its event written). */
+  started?: boolean;
+  /**
+   * Asked as the result is written: true when every other execution of the
+   * job has settled and the job is not being stopped, so the job's finish is
+   * written with this one's (its outcome comes back as `job`).
+   */
+  isLast?: () => boolean;
+}
 
 /**
  * Runs one pending execution to its end on `jobCtx`'s child contexts. Never
@@ -57,14 +72,15 @@ export async function runExecution(
   env: RunnerEnv & { writes: WriteBatches },
   exec: ExecutionRow,
   jobCtx: Context,
-  /** How long the result's writes retry through a database outage (guarded writes: retries are safe). */
-  writeRetryMs = 0,
+  options: ExecutionRunOptions = {},
 ): Promise<ExecutionOutcome> {
   const { db, instance, feed } = env;
+  const writeRetryMs = options.writeRetryMs ?? 0;
   const log = env.logger.child({ job_id: exec.jobId, execution_id: exec.id, key: exec.key });
   if (jobCtx.err !== undefined) return { status: "stopped", partial: undefined };
-  const started = await env.writes.startExecution(exec.id);
-  if (started === undefined) return { status: "stopped", partial: undefined };
+  if (options.started !== true && (await env.writes.startExecution(exec.id)) === undefined) {
+    return { status: "stopped", partial: undefined };
+  }
   publishStatus(feed, exec, "running");
   // The execution's side writes (audit events, its remote id) run one after
   // another, so the trail keeps their order; `writes` settles when all are done.
@@ -105,8 +121,13 @@ export async function runExecution(
     await writes;
     const durable = <T>(op: () => Promise<T>) => retryWhileUnavailable(op, writeRetryMs);
     const usage = callStarted === undefined ? undefined : usageUntil(Date.now());
-    const row = await durable(() =>
-      env.writes.finishExecution(exec.id, usage === undefined ? result : { ...result, usage }),
+    const lastOf = options.isLast?.() === true ? exec.jobId : undefined;
+    const { row, job } = await durable(() =>
+      env.writes.finishExecution(
+        exec.id,
+        usage === undefined ? result : { ...result, usage },
+        lastOf,
+      ),
     );
     if (row !== undefined && usage !== undefined) countGpu(usage, result.status);
     if (row === undefined) {
@@ -117,7 +138,7 @@ export async function runExecution(
       };
     }
     publishStatus(feed, exec, row.status);
-    return { status: result.status };
+    return job === undefined ? { status: result.status } : { status: result.status, job };
   };
 
   const entry = env.providers.get(exec.provider);

@@ -8,9 +8,9 @@ import {
 } from "../context/context.js";
 import { appendEvent } from "../db/events.js";
 import { recordPartialOutput, skipExecution } from "../db/executions.js";
-import { failJob, markStopped, timeOutJob } from "../db/job-endings.js";
+import { type FinishOutcome, failJob, markStopped, timeOutJob } from "../db/job-endings.js";
+import type { ClaimedJob } from "../db/job-transitions.js";
 import { jobStatuses, requeueJob } from "../db/job-transitions.js";
-import type { JobWithExecutions } from "../db/jobs.js";
 import {
   isDatabaseUnavailable,
   retryWhileUnavailable,
@@ -41,7 +41,7 @@ export interface JobRunDeps extends RunnerEnv {
  * that `finally` can escape it. Every execution has settled before the job's
  * outcome is written, so "stopped" means sockets closed and processes gone.
  */
-export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<void> {
+export async function runJob(deps: JobRunDeps, job: ClaimedJob): Promise<void> {
   const log = deps.logger.child({ job_id: job.id });
   const [jobCtx, cancelJob] = withCancelCause(deps.root);
   const [runCtx, releaseDeadline] =
@@ -52,8 +52,8 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
     registered = true;
     deps.feed.publish({ type: "job", jobId: job.id, status: "running" });
     log.info({ attempt: job.attempt, executions: job.executions.length }, "job started");
-    const partials = await runDag(deps, job, runCtx, cancelJob, log);
-    await conclude(deps, job, jobCtx, runCtx, partials, log);
+    const ran = await runDag(deps, job, runCtx, cancelJob, log);
+    await conclude(deps, job, jobCtx, runCtx, ran, log);
   } catch (err) {
     // A database that went away is not the job's fault: it is given back at no
     // attempt's cost. Anything else requeues it for another attempt, or fails it
@@ -95,14 +95,27 @@ export async function runJob(deps: JobRunDeps, job: JobWithExecutions): Promise<
   }
 }
 
-/** Runs the DAG until every execution settled; returns the partial outputs of those stopped. */
+/** What a job's DAG left: the partial outputs of executions stopped, and the job's finish if its last execution wrote it. */
+interface DagRun {
+  partials: Map<string, unknown>;
+  finished?: FinishOutcome;
+}
+
+const SETTLED: ReadonlySet<DagNode["status"]> = new Set([
+  "completed",
+  "failed",
+  "skipped",
+  "cancelled",
+]);
+
+/** Runs the DAG until every execution settled. */
 async function runDag(
   deps: JobRunDeps,
-  job: JobWithExecutions,
+  job: ClaimedJob,
   ctx: Context,
   cancelJob: CancelCauseFunc,
   log: Logger,
-): Promise<Map<string, unknown>> {
+): Promise<DagRun> {
   const nodes: DagNode[] = job.executions.map((e) => ({
     key: e.key,
     status: e.status,
@@ -111,7 +124,30 @@ async function runDag(
   const node = new Map(nodes.map((n) => [n.key, n]));
   const execution = new Map(job.executions.map((e) => [e.key, e]));
   const running = new Map<string, Promise<void>>();
-  const partials = new Map<string, unknown>();
+  const ran: DagRun = { partials: new Map() };
+
+  const launch = (key: string) => {
+    const exec = execution.get(key);
+    const n = node.get(key);
+    if (exec === undefined || n === undefined) return;
+    n.status = "starting";
+    const run = runExecution(deps, exec, ctx, {
+      writeRetryMs: deps.leaseMs / 2,
+      started: job.started.has(exec.id),
+      isLast: () => ctx.err === undefined && nodes.every((o) => o === n || SETTLED.has(o.status)),
+    })
+      .then((outcome) => {
+        if (outcome.status === "stopped") {
+          n.status = "cancelled";
+          if (outcome.partial !== undefined) ran.partials.set(exec.id, outcome.partial);
+        } else {
+          n.status = outcome.status;
+          if (outcome.job !== undefined) ran.finished = outcome.job;
+        }
+      })
+      .finally(() => running.delete(key));
+    running.set(key, run);
+  };
 
   const skip = async (key: string, error: { code: string; message: string }) => {
     const exec = execution.get(key);
@@ -135,27 +171,15 @@ async function runDag(
   };
 
   try {
+    // Those the claim started run first: they are running in the store already.
+    for (const e of job.executions) if (job.started.has(e.id)) launch(e.key);
     for (;;) {
       if (ctx.err !== undefined) break;
       const step = nextStep(nodes);
       for (const s of step.skip) await skip(s.key, { code: s.code, message: s.message });
       if (step.skip.length > 0) continue;
       for (const key of step.ready.slice(0, Math.max(0, job.maxParallel - running.size))) {
-        const exec = execution.get(key);
-        const n = node.get(key);
-        if (exec === undefined || n === undefined) continue;
-        n.status = "starting";
-        const run = runExecution(deps, exec, ctx, deps.leaseMs / 2)
-          .then((outcome) => {
-            if (outcome.status === "stopped") {
-              n.status = "cancelled";
-              if (outcome.partial !== undefined) partials.set(exec.id, outcome.partial);
-            } else {
-              n.status = outcome.status;
-            }
-          })
-          .finally(() => running.delete(key));
-        running.set(key, run);
+        launch(key);
       }
       if (running.size === 0) {
         const left = stuck(nodes);
@@ -177,7 +201,7 @@ async function runDag(
   } finally {
     await Promise.allSettled([...running.values()]);
   }
-  return partials;
+  return ran;
 }
 
 /**
@@ -207,13 +231,20 @@ async function giveBack(deps: JobRunDeps, jobId: string, cause: string): Promise
  */
 async function conclude(
   deps: JobRunDeps,
-  job: JobWithExecutions,
+  job: ClaimedJob,
   jobCtx: Context,
   runCtx: Context,
-  partials: Map<string, unknown>,
+  { partials, finished: finishedWithLast }: DagRun,
   log: Logger,
 ): Promise<void> {
   const { db, instance, feed, endings } = deps;
+  if (finishedWithLast?.ok === true) {
+    // The last execution's write finished the job: whatever came after (a
+    // cancel, the deadline, a shutdown) found it ended.
+    endings.ended({ kind: "ended", jobId: job.id, status: finishedWithLast.status });
+    log.info({ status: finishedWithLast.status }, "job finished");
+    return;
+  }
   const durable = <T>(write: () => Promise<T>) => retryWhileUnavailable(write, deps.leaseMs / 2);
   const why = jobCtx.err === undefined ? undefined : cause(jobCtx);
   const keepPartials = async () => {

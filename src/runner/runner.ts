@@ -1,6 +1,11 @@
 import { background, childCount, withCancelCause } from "../context/context.js";
-import { claimJobs, jobStatuses, renewLeases, requeueJob } from "../db/job-transitions.js";
-import type { JobWithExecutions } from "../db/jobs.js";
+import {
+  type ClaimedJob,
+  claimJobs,
+  jobStatuses,
+  renewLeases,
+  requeueJob,
+} from "../db/job-transitions.js";
 import { isDatabaseUnavailable, unavailableCode } from "../db/unavailable.js";
 import { CancelCause } from "../providers/causes.js";
 import { createWakeup } from "../wakeup.js";
@@ -124,6 +129,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
             limit: free,
             leaseMs: options.leaseMs,
             exclude: [...active.keys()],
+            startExecutions: true,
           });
           claimed = jobs.length;
           mayHaveMore = claimed === free;
@@ -142,7 +148,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     }
   }
 
-  function startRun(job: JobWithExecutions, heldFrom: number): void {
+  function startRun(job: ClaimedJob, heldFrom: number): void {
     owners.set(job.id, job.owner);
     leaseHeldUntil.set(job.id, heldFrom + options.leaseMs);
     const run: Promise<void> = runJob(
@@ -169,10 +175,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
    * are proven again by a renewal first. Jobs that cannot be proven are
    * given back without costing an attempt.
    */
-  async function proveLeases(
-    jobs: JobWithExecutions[],
-    sent: number,
-  ): Promise<Map<string, number>> {
+  async function proveLeases(jobs: ClaimedJob[], sent: number): Promise<Map<string, number>> {
     const quick = (since: number) => performance.now() - since < heartbeatMs / 2;
     if (jobs.length === 0 || quick(sent)) return new Map(jobs.map((j) => [j.id, sent]));
     const again = performance.now();

@@ -1,6 +1,11 @@
 import { createBatcher } from "../batcher.js";
 import type { Db } from "../db/connection.js";
-import { type ExecutionResult, finishExecutions, startExecutions } from "../db/executions.js";
+import {
+  type ExecutionFinish,
+  type ExecutionResult,
+  finishExecutions,
+} from "../db/execution-finishes.js";
+import { startExecutions } from "../db/executions.js";
 import { type FinishOutcome, finishJobs } from "../db/job-endings.js";
 import type { ExecutionRow } from "../db/schema.js";
 
@@ -13,7 +18,16 @@ import type { ExecutionRow } from "../db/schema.js";
  */
 export interface WriteBatches {
   startExecution(id: string): Promise<ExecutionRow | undefined>;
-  finishExecution(id: string, result: ExecutionResult): Promise<ExecutionRow | undefined>;
+  /**
+   * With `lastOf` (its job's id), every other execution of that job has
+   * settled, so the job's finish goes in the same statement; `job` is then
+   * that finish's outcome.
+   */
+  finishExecution(
+    id: string,
+    result: ExecutionResult,
+    lastOf?: string,
+  ): Promise<{ row: ExecutionRow | undefined; job?: FinishOutcome }>;
   finishJob(jobId: string): Promise<FinishOutcome>;
 }
 
@@ -28,15 +42,19 @@ export function createWriteBatches(db: Db, instance: string): WriteBatches {
       return ids.map((id) => started.get(id));
     },
   });
-  const finishes = createBatcher<{ id: string; result: ExecutionResult }, ExecutionRow | undefined>(
-    {
-      maxItems: MAX_BATCH,
-      run: async (items) => {
-        const finished = await finishExecutions(db, items, instance);
-        return items.map((i) => finished.get(i.id));
-      },
+  const finishes = createBatcher<
+    ExecutionFinish & { jobId?: string },
+    { row: ExecutionRow | undefined; job?: FinishOutcome }
+  >({
+    maxItems: MAX_BATCH,
+    run: async (items) => {
+      const finished = await finishExecutions(db, items, instance);
+      return items.map((i) => {
+        const job = i.jobId === undefined ? undefined : finished.jobs.get(i.jobId);
+        return { row: finished.executions.get(i.id), ...(job === undefined ? {} : { job }) };
+      });
     },
-  );
+  });
   const jobs = createBatcher<string, FinishOutcome>({
     maxItems: MAX_BATCH,
     run: async (ids) => {
@@ -46,7 +64,10 @@ export function createWriteBatches(db: Db, instance: string): WriteBatches {
   });
   return {
     startExecution: (id) => starts.add(id),
-    finishExecution: (id, result) => finishes.add({ id, result }),
+    finishExecution: (id, result, lastOf) =>
+      finishes.add(
+        lastOf === undefined ? { id, result } : { id, result, last: true, jobId: lastOf },
+      ),
     finishJob: (jobId) => jobs.add(jobId),
   };
 }

@@ -2,7 +2,8 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
-import { finishExecution, startExecution } from "../../src/db/executions.js";
+import { finishExecution } from "../../src/db/execution-finishes.js";
+import { startExecution } from "../../src/db/executions.js";
 import {
   type CancelOutcome,
   cancelJob,

@@ -2,12 +2,8 @@ import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
-import {
-  finishExecution,
-  recordPartialOutput,
-  skipExecution,
-  startExecution,
-} from "../../src/db/executions.js";
+import { finishExecution } from "../../src/db/execution-finishes.js";
+import { recordPartialOutput, skipExecution, startExecution } from "../../src/db/executions.js";
 import { IdempotencyConflictError } from "../../src/db/idempotency.js";
 import { cancelJob, finishJob } from "../../src/db/job-endings.js";
 import { claimJobs, requeueJob } from "../../src/db/job-transitions.js";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/connection.js";
-import { finishExecution, skipExecution, startExecution } from "../../src/db/executions.js";
+import { finishExecution } from "../../src/db/execution-finishes.js";
+import { skipExecution, startExecution } from "../../src/db/executions.js";
 import { cancelJob, finishJob, timeOutJob } from "../../src/db/job-endings.js";
 import { claimJobs, requeueJob } from "../../src/db/job-transitions.js";
 import type { JobWithExecutions } from "../../src/db/jobs.js";

@@ -1,7 +1,8 @@
 import { eq } from "drizzle-orm";
 import { expect } from "vitest";
 import type { Db } from "../../src/db/connection.js";
-import { finishExecution, startExecution } from "../../src/db/executions.js";
+import { finishExecution } from "../../src/db/execution-finishes.js";
+import { startExecution } from "../../src/db/executions.js";
 import { cancelJob, finishJob, timeOutJob } from "../../src/db/job-endings.js";
 import { claimJobs } from "../../src/db/job-transitions.js";
 import {

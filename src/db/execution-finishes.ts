@@ -1,0 +1,177 @@
+/**
+ * Executions finishing: running → completed | failed, each with its
+ * `execution_finished` event, and, for an execution its runner says is its
+ * job's last (`last`), the job's own finish in the same statement: one round
+ * trip and one commit where a trivial job used to need two.
+ */
+import { sql } from "drizzle-orm";
+import type { JobStatus } from "../vocabulary.js";
+import type { Db } from "./connection.js";
+import { executionGuard, heldBy } from "./executions.js";
+import { ACTIVE, type FinishOutcome, finishedEventData, finishedJobs } from "./job-endings.js";
+import { storableJson } from "./json.js";
+import { jsonbValue, rowAs, rowsOf } from "./rows.js";
+import {
+  type ErrorInfo,
+  type ExecutionRow,
+  executions,
+  jobEvents,
+  jobs,
+  type UsageRecord,
+} from "./schema.js";
+
+export type ExecutionResult = (
+  | { status: "completed"; output: unknown }
+  | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean }
+) & { usage?: UsageRecord };
+
+export interface ExecutionFinish {
+  id: string;
+  result: ExecutionResult;
+  /**
+   * Every other execution of the job has settled, as its runner sees it:
+   * the job is finished too if nothing of it is active once this one is.
+   */
+  last?: boolean;
+}
+
+export interface FinishedExecutions {
+  /** The executions finished, by id; one missing was no longer running here (a cancel got there first). */
+  executions: Map<string, ExecutionRow>;
+  /** For each job of a `last` item: its finish's outcome (as `finishJob` answers it). */
+  jobs: Map<string, FinishOutcome>;
+}
+
+/**
+ * running → completed | failed, with its `execution_finished` event, in one
+ * statement. Undefined if the execution was no longer running (a cancel got
+ * there first, and its status stands) or its job is no longer running on
+ * `instance`.
+ */
+export async function finishExecution(
+  db: Db,
+  id: string,
+  instance: string,
+  result: ExecutionResult,
+): Promise<ExecutionRow | undefined> {
+  return (await finishExecutions(db, [{ id, result }], instance)).executions.get(id);
+}
+
+/**
+ * Finishes many executions in one statement, each under its own guard, so
+ * the set is exactly the finishes that would have succeeded one by one; the
+ * jobs of `last` items are finished by `finishJob`'s rule and guards (and
+ * held by `instance`) in the same statement.
+ *
+ * Locks: the `last` items' job rows are locked first, in id order, before
+ * any execution row (the `cur` InitPlan in the update's filter), the order
+ * a cancel takes them in (job, then executions): taking an execution first
+ * and its job's row after would deadlock with it. A cancel that committed
+ * meanwhile is seen: its executions are no longer running, and `cur` reads
+ * the job as it is now.
+ */
+export async function finishExecutions(
+  db: Db,
+  items: ExecutionFinish[],
+  instance: string,
+): Promise<FinishedExecutions> {
+  const rows = items.map(({ id, result, last }) => {
+    const failed = result.status === "failed";
+    return {
+      id,
+      status: result.status,
+      output: storableJson(result.output ?? null),
+      partial: failed ? (result.partial ?? false) : false,
+      error: failed ? storableJson(result.error) : null,
+      usage: result.usage ?? null,
+      last: last === true,
+    };
+  });
+  const answered = await rowsOf<{
+    execution: unknown;
+    job_id: string | null;
+    current: string | null;
+    active: number | null;
+    finished: "completed" | "partial" | "failed" | null;
+  }>(
+    db,
+    sql`
+    with x as (
+      select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+        as x(id uuid, status text, output jsonb, partial boolean, error jsonb, usage jsonb,
+             last boolean)
+    ),
+    cur as (
+      select id, status, instance from ${jobs}
+      where id in (select e.job_id from ${executions} e join x on x.id = e.id where x.last)
+      order by id for no key update
+    ),
+    changed as (
+      update ${executions} set
+        status = x.status,
+        finished_at = now(),
+        output = x.output,
+        partial = x.partial,
+        error = x.error,
+        usage = coalesce(x.usage, ${executions.usage})
+      from x
+      where ${executions.id} = x.id
+        and (select count(*) from cur) >= 0
+        and ((x.status = 'completed' and ${executionGuard("completed")})
+          or (x.status = 'failed' and ${executionGuard("failed")}))
+        and ${heldBy(instance)}
+      returning ${executions}.*
+    ),
+    verdict as (
+      -- The executions as the statement began, those it changed as they are now.
+      select e.job_id,
+             count(*)::int as n,
+             (count(*) filter (where coalesce(c.status, e.status) in (${sql.join(ACTIVE, sql`, `)})))::int
+               as active,
+             (count(*) filter (where coalesce(c.status, e.status) = 'completed'))::int as done
+      from ${executions} e left join changed c on c.id = e.id
+      where e.job_id in (select id from cur)
+      group by e.job_id
+    ),
+    ${finishedJobs({
+      guard: sql`cur.instance = ${instance} and exists (select 1 from changed where changed.job_id = cur.id)`,
+      actor: instance,
+      events: false,
+    })},
+    event as (
+      -- In the trail's order: a job's executions' finishes, then its own.
+      insert into ${jobEvents} (job_id, type, actor, data)
+      select job_id, type, ${instance}, data from (
+        select job_id, 'execution_finished' as type, position,
+               jsonb_build_object('key', key, 'status', status, 'error', error->>'code') as data
+        from changed
+        union all
+        select upd.id, 'finished', 2147483647, ${finishedEventData}
+        from upd join outcome o on o.job_id = upd.id
+      ) t order by job_id, position
+    )
+    select to_jsonb(c) as execution, null::uuid as job_id, null::text as current,
+           null::int as active, null::text as finished
+    from changed c
+    union all
+    select null, cur.id, cur.status, coalesce(o.active, 0), upd.status
+    from cur left join outcome o on o.job_id = cur.id left join upd on upd.id = cur.id`,
+  );
+  const finished: FinishedExecutions = { executions: new Map(), jobs: new Map() };
+  for (const row of answered) {
+    if (row.execution !== null) {
+      const exec = rowAs(executions, jsonbValue(row.execution) as Record<string, unknown>);
+      finished.executions.set(exec.id, exec);
+    } else if (row.job_id !== null) {
+      finished.jobs.set(
+        row.job_id,
+        row.finished !== null
+          ? { ok: true, status: row.finished }
+          : row.current !== "running"
+            ? { ok: false, reason: "not_running", status: row.current as JobStatus }
+            : { ok: false, reason: "executions_active" },
+      );
+    }
+  }
+  return finished;
+}
