@@ -92,6 +92,7 @@ export function streamRoutes(deps: StreamRoutesDeps) {
         let position = first.queuePosition;
         await send("job", jobView(first));
         let lastBeat = Date.now();
+        let lastRead = 0;
         while (!closed && !finished) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, Math.min(pollMs, heartbeatMs));
@@ -106,7 +107,12 @@ export function streamRoutes(deps: StreamRoutesDeps) {
           const events = pending.splice(0);
           // The latest progress per execution is enough; older ones are superseded.
           const progress = new Map<string, FeedEvent>();
-          let reload = events.length === 0; // a quiet interval: re-read for other instances' changes
+          // Re-read after a quiet interval (other instances' changes), and at
+          // least every pollMs while progress flows: the snapshot was read
+          // before the subscription, so a change in between has no event here,
+          // and a stream of progress alone must not hide it (the first pass
+          // always re-reads, which closes that gap).
+          let reload = events.length === 0 || Date.now() - lastRead >= pollMs;
           for (const event of events) {
             if (event.type === "progress") {
               progress.set(event.executionId, event);
@@ -124,6 +130,7 @@ export function streamRoutes(deps: StreamRoutesDeps) {
             }
           }
           if (reload) {
+            lastRead = Date.now();
             // A database that is away for a while does not end the stream: the
             // events wait for the next re-read, and heartbeats keep the client on.
             const job = await getJob(deps.db, first.id)
