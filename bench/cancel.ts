@@ -8,7 +8,7 @@ import { createInstance } from "../src/instance.js";
 import { createLogger } from "../src/logger.js";
 import { parseProviders } from "../src/providers/config.js";
 import { createHttpAgent } from "../src/providers/http-client.js";
-import { createProviderRegistry } from "../src/providers/registry.js";
+import { createProviderRegistry, type ProviderRegistry } from "../src/providers/registry.js";
 import type { Runner } from "../src/runner/runner.js";
 import { type Stats, summarize } from "./stats.js";
 
@@ -123,9 +123,11 @@ export async function startBenchRunner(
   jobs: number,
   /** More providers beside `gpu` (raw configuration, as in PROVIDERS_FILE). */
   more: Record<string, unknown> = {},
+  /** Replaces some of the built providers (a bench's own, say). */
+  wrap: (registry: ProviderRegistry) => ProviderRegistry = (registry) => registry,
 ) {
   const agent = createHttpAgent();
-  const providers = await createProviderRegistry(
+  const built = await createProviderRegistry(
     parseProviders(
       {
         gpu: { kind: "openai", base_url: providerUrl, max_concurrency: jobs, stall_ms: 600_000 },
@@ -135,6 +137,7 @@ export async function startBenchRunner(
     ),
     agent,
   );
+  const providers = wrap(built);
   const logger = createLogger({ level: "silent", instance: "bench" });
   const instance = createInstance({
     db,
@@ -169,7 +172,7 @@ export async function startBenchRunner(
     /** Stops the instance (runner, loops), then the providers and the HTTP agent; once is enough. */
     async close() {
       await instance.stop(0);
-      await providers.close();
+      await built.close();
       await agent.close();
     },
   };

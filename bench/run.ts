@@ -165,17 +165,33 @@ if (only === "throughput") {
   console.log(
     `\n## Throughput: ${jobs.toLocaleString("en")} trivial jobs, one runner, concurrency 32\n`,
   );
-  console.log("| database | jobs/s |\n|---|---|");
-  const counted = await throughputBench({ jobs, driver: "postgres", countStatements: true });
   console.log(
-    `| Postgres of its own (fsync off, pg_stat_statements) | ${fmt(counted.jobsPerSecond, 0)} |`,
+    "`http`: each job's one execution calls a loopback server (in this process) that answers at once.",
+  );
+  console.log(
+    "No provider I/O: the same jobs on a bench-only provider that answers at once, without I/O (the runner's own cost, as a queue's no-op task).\n",
+  );
+  console.log("| database | `http`, jobs/s | no provider I/O, jobs/s |\n|---|---|---|");
+  const counted = await throughputBench({ jobs, driver: "postgres", countStatements: true });
+  const countedBare = await throughputBench({
+    jobs,
+    driver: "postgres",
+    countStatements: true,
+    provider: "none",
+  });
+  const cells = (a: { jobsPerSecond: number }, b: { jobsPerSecond: number }) =>
+    `${fmt(a.jobsPerSecond, 0)} | ${fmt(b.jobsPerSecond, 0)} |`;
+  console.log(
+    `| Postgres of its own (fsync off, pg_stat_statements) | ${cells(counted, countedBare)}`,
   );
   if (process.env.DATABASE_URL) {
     const shared = await throughputBench({ jobs, driver: "postgres" });
-    console.log(`| Postgres at DATABASE_URL | ${fmt(shared.jobsPerSecond, 0)} |`);
+    const sharedBare = await throughputBench({ jobs, driver: "postgres", provider: "none" });
+    console.log(`| Postgres at DATABASE_URL | ${cells(shared, sharedBare)}`);
   }
   const embedded = await throughputBench({ jobs, driver: "pglite" });
-  console.log(`| PGlite (in memory) | ${fmt(embedded.jobsPerSecond, 0)} |`);
+  const embeddedBare = await throughputBench({ jobs, driver: "pglite", provider: "none" });
+  console.log(`| PGlite (in memory) | ${cells(embedded, embeddedBare)}`);
   const st = counted.statements;
   if (st) {
     console.log(

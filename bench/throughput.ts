@@ -3,12 +3,14 @@ import postgres from "postgres";
 import { type Database, migrateDatabase, openDatabase } from "../src/db/connection.js";
 import { insertJob } from "../src/db/jobs.js";
 import { rowsOf } from "../src/db/rows.js";
+import type { ProviderEntry, ProviderRegistry } from "../src/providers/registry.js";
 import { slowJsonServer } from "../test/fakes/providers.js";
 import { startThrowawayPostgres } from "../test/helpers/throwaway-postgres.js";
 import { deadline, startBenchRunner, startStreamServer } from "./cancel.js";
 
 export interface ThroughputResult {
   driver: string;
+  provider: "http" | "none";
   jobs: number;
   jobsPerSecond: number;
   /** pg_stat_statements, when the server has it: statements and commits per job, by kind. */
@@ -23,8 +25,12 @@ export interface ThroughputResult {
  * Trivial jobs through one runner (RUNNER_CONCURRENCY 32): each one
  * execution on an `http` provider whose loopback server answers at once.
  * `jobs` are inserted first, then the runner is woken and timed until every
- * one completed. With `countStatements`, the run is on a Postgres server of
- * its own with pg_stat_statements preloaded, and the statements and commits
+ * one completed. With `provider: "none"` the execution's provider answers
+ * at once without any I/O (a bench-only provider in place of the `http`
+ * one): what is left is the runner's own cost (claims, starts, finishes,
+ * audit trail, contexts), the figure to hold against a queue's no-op task.
+ * With `countStatements`, the run is on a Postgres server of its own with
+ * pg_stat_statements preloaded, and the statements and commits
  * of the whole path (submit, claim, executions, events, finish) are counted
  * per job, by kind.
  */
@@ -32,7 +38,9 @@ export async function throughputBench(options: {
   jobs: number;
   driver: "pglite" | "postgres";
   countStatements?: boolean;
+  provider?: "http" | "none";
 }): Promise<ThroughputResult> {
+  const provider = options.provider ?? "http";
   const answer = await slowJsonServer(0);
   const stream = await startStreamServer();
   const server = options.countStatements
@@ -73,10 +81,17 @@ export async function throughputBench(options: {
       });
       ids.push(job.id);
     }
+    // The planner's statistics as a live database has them (autovacuum analyzes
+    // a table once a tenth of it changed): the queue filled from empty just now.
+    await database.db.execute(sql`analyze`);
     const started = performance.now();
-    parts = await startBenchRunner(database.db, stream.url, 32, {
-      trivial: { kind: "http", url: answer.url, max_concurrency: 64 },
-    });
+    parts = await startBenchRunner(
+      database.db,
+      stream.url,
+      32,
+      { trivial: { kind: "http", url: answer.url, max_concurrency: 64 } },
+      provider === "none" ? withoutIo : undefined,
+    );
     // Each job's end, from the runner's own feed (waiting costs the database
     // nothing), and those that ended before their listener was added.
     const ended = new Set<string>();
@@ -104,6 +119,7 @@ export async function throughputBench(options: {
     const seconds = (performance.now() - started) / 1000;
     const result: ThroughputResult = {
       driver: database.driver,
+      provider,
       jobs: options.jobs,
       jobsPerSecond: options.jobs / seconds,
     };
@@ -174,4 +190,15 @@ function kindOf(query: string): string {
     ? `with … ${/(insert|update|delete|select)/.exec(q.slice(q.indexOf(")")))?.[1] ?? "select"}`
     : verb;
   return `${head} ${table}`;
+}
+
+/** The `trivial` provider with its I/O taken out: every attempt answers `{}` at once. */
+function withoutIo(registry: ProviderRegistry): ProviderRegistry {
+  const real = registry.get("trivial");
+  if (real === undefined) throw new Error("no trivial provider to replace");
+  const entry: ProviderEntry = {
+    slots: real.slots,
+    provider: { ...real.provider, attempt: async () => ({}) },
+  };
+  return { ...registry, get: (name) => (name === "trivial" ? entry : registry.get(name)) };
 }

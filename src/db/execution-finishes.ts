@@ -25,15 +25,17 @@ export type ExecutionResult = (
   | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean }
 ) & { usage?: UsageRecord };
 
-export interface ExecutionFinish {
+export type ExecutionFinish = {
   id: string;
   result: ExecutionResult;
+} & (
+  | { last?: false; jobId?: string }
   /**
-   * Every other execution of the job has settled, as its runner sees it:
-   * the job is finished too if nothing of it is active once this one is.
+   * Every other execution of job `jobId` has settled, as its runner sees
+   * it: the job is finished too if nothing of it is active once this one is.
    */
-  last?: boolean;
-}
+  | { last: true; jobId: string }
+);
 
 export interface FinishedExecutions {
   /** The executions finished, by id; one missing was no longer running here (a cancel got there first). */
@@ -75,10 +77,11 @@ export async function finishExecutions(
   items: ExecutionFinish[],
   instance: string,
 ): Promise<FinishedExecutions> {
-  const rows = items.map(({ id, result, last }) => {
+  const rows = items.map(({ id, jobId, result, last }) => {
     const failed = result.status === "failed";
     return {
       id,
+      job_id: last === true ? jobId : null,
       status: result.status,
       output: storableJson(result.output ?? null),
       partial: failed ? (result.partial ?? false) : false,
@@ -98,12 +101,12 @@ export async function finishExecutions(
     sql`
     with x as (
       select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        as x(id uuid, status text, output jsonb, partial boolean, error jsonb, usage jsonb,
-             last boolean)
+        as x(id uuid, job_id uuid, status text, output jsonb, partial boolean, error jsonb,
+             usage jsonb, last boolean)
     ),
     cur as (
       select id, status, instance from ${jobs}
-      where id in (select e.job_id from ${executions} e join x on x.id = e.id where x.last)
+      where id = any(array(select job_id from x where last))
       order by id for no key update
     ),
     changed as (
@@ -130,7 +133,7 @@ export async function finishExecutions(
                as active,
              (count(*) filter (where coalesce(c.status, e.status) = 'completed'))::int as done
       from ${executions} e left join changed c on c.id = e.id
-      where e.job_id in (select id from cur)
+      where e.job_id = any(array(select id from cur))
       group by e.job_id
     ),
     ${finishedJobs({

@@ -60,7 +60,7 @@ export async function startExecutions(
   return withEvents(
     db,
     sql`update ${executions} set status = 'running', started_at = now()
-        where ${executions.id} in (select value::uuid from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))
+        where ${executions.id} = any(array(select value::uuid from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)))
           and ${and(executionGuard("running"), heldBy(instance))}`,
     {
       type: "execution_started",

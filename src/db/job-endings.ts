@@ -155,7 +155,7 @@ export async function finishJobs(
       select value::uuid as id from jsonb_array_elements_text(${JSON.stringify(jobIds)}::jsonb)
     ),
     cur as (
-      select id, status from ${jobs} where id in (select id from ids)
+      select id, status from ${jobs} where id = any(array(select id from ids))
       order by id for no key update
     ),
     verdict as (
@@ -163,7 +163,7 @@ export async function finishJobs(
              count(*)::int as n,
              (count(*) filter (where status in (${sql.join(ACTIVE, sql`, `)})))::int as active,
              (count(*) filter (where status = 'completed'))::int as done
-      from ${executions} where job_id in (select id from ids)
+      from ${executions} where job_id = any(array(select id from ids))
       group by job_id
     ),
     ${finishedJobs({ guard: sql`true`, actor })}

@@ -85,24 +85,21 @@ export async function claimJobs(
         deadline_at = now() + ${msInterval(sql`${jobs.timeoutMs}`)},
         lease_expires_at = now() + ${msInterval(claim.leaseMs)},
         attempt = ${jobs.attempt} + 1
-      from candidates
-      where ${jobs.id} = candidates.id and ${jobGuard("running")}
+      where ${jobs.id} = any(array(select id from candidates)) and ${jobGuard("running")}
       returning ${jobs}.*
     ),
     first as (
-      select r.id from (
-        select x.id, x.job_id,
-               row_number() over (partition by x.job_id order by x.position) as rank
-        from ${executions} x
+      select f.id from claimed c cross join lateral (
+        select x.id from ${executions} x
         where ${claim.startExecutions === true}
-          and x.job_id in (select id from claimed)
-          and x.status = 'pending' and x.depends_on = '[]'::jsonb
-      ) r join claimed c on c.id = r.job_id
-      where r.rank <= c.max_parallel
+          and x.job_id = c.id and x.status = 'pending' and x.depends_on = '[]'::jsonb
+        order by x.position
+        limit c.max_parallel
+      ) f
     ),
     started as (
       update ${executions} set status = 'running', started_at = now()
-      where ${executions.id} in (select id from first) and ${executionGuard("running")}
+      where ${executions.id} = any(array(select id from first)) and ${executionGuard("running")}
       returning ${executions.id}, ${executions.jobId}, ${executions.key},
                 ${executions.provider}, ${executions.position}, ${executions.startedAt}
     ),
@@ -119,10 +116,11 @@ export async function claimJobs(
         from started
       ) t order by job_id, position
     )
-    select ${jobJsonColumns("c")},
-      (select coalesce(jsonb_agg(jsonb_build_array(s.id, s.started_at)), '[]'::jsonb)
-       from started s where s.job_id = c.id) as started
-    from claimed c`,
+    select ${jobJsonColumns("c")}, coalesce(s.started, '[]'::jsonb) as started
+    from claimed c left join (
+      select job_id, jsonb_agg(jsonb_build_array(id, started_at)) as started
+      from started group by job_id
+    ) s on s.job_id = c.id`,
   );
   const claimed = rows.map((row) => {
     // The executions were read as the statement began: mark those it started.

@@ -43,14 +43,14 @@ export function createWriteBatches(db: Db, instance: string): WriteBatches {
     },
   });
   const finishes = createBatcher<
-    ExecutionFinish & { jobId?: string },
+    ExecutionFinish,
     { row: ExecutionRow | undefined; job?: FinishOutcome }
   >({
     maxItems: MAX_BATCH,
     run: async (items) => {
       const finished = await finishExecutions(db, items, instance);
       return items.map((i) => {
-        const job = i.jobId === undefined ? undefined : finished.jobs.get(i.jobId);
+        const job = i.last === true ? finished.jobs.get(i.jobId) : undefined;
         return { row: finished.executions.get(i.id), ...(job === undefined ? {} : { job }) };
       });
     },
