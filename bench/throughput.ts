@@ -131,7 +131,9 @@ export async function throughputBench(options: {
       let total = 0;
       for (const r of rows) {
         if (
-          /pg_stat_statements|count\(\*\)::int as n from jobs|pg_database|xact_commit|^analyze/.test(r.query)
+          /pg_stat_statements|count\(\*\)::int as n from jobs|pg_database|xact_commit|^analyze/.test(
+            r.query,
+          )
         )
           continue;
         const kind = kindOf(r.query);
