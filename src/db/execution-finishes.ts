@@ -81,13 +81,13 @@ export async function finishExecutions(
     const failed = result.status === "failed";
     return {
       id,
-      job_id: last === true ? jobId : null,
+      // Set only for a `last` item: its job is finished with it.
+      last_of: last === true ? jobId : null,
       status: result.status,
       output: storableJson(result.output ?? null),
       partial: failed ? (result.partial ?? false) : false,
       error: failed ? storableJson(result.error) : null,
       usage: result.usage ?? null,
-      last: last === true,
     };
   });
   const answered = await rowsOf<{
@@ -101,12 +101,12 @@ export async function finishExecutions(
     sql`
     with x as (
       select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        as x(id uuid, job_id uuid, status text, output jsonb, partial boolean, error jsonb,
-             usage jsonb, last boolean)
+        as x(id uuid, last_of uuid, status text, output jsonb, partial boolean, error jsonb,
+             usage jsonb)
     ),
     cur as (
       select id, status, instance from ${jobs}
-      where id = any(array(select job_id from x where last))
+      where id = any(array(select last_of from x where last_of is not null))
       order by id for no key update
     ),
     changed as (
