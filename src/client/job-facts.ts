@@ -90,3 +90,43 @@ export function progressFraction(progress: unknown): number | undefined {
   if (typeof step !== "number" || typeof total !== "number" || total <= 0) return undefined;
   return Math.min(1, Math.max(0, step / total));
 }
+
+/** What a job was asked, for people: its `metadata.prompt` (the dashboard sets it), else "". */
+export function promptText(metadata: Record<string, unknown> | undefined): string {
+  const prompt = metadata?.prompt;
+  return typeof prompt === "string" ? prompt.trim() : "";
+}
+
+/** "4.2 s", "38 s", "3 min 5 s", "2 h 7 min": a span of `ms` for people. */
+export function durationText(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.floor(s)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${Math.floor(s % 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/**
+ * How long a job has waited, run or ran, at `now` (ms since the epoch):
+ * "queued for 3.0 s", "running for 12 s", "ran 4.2 s"; "" for a job that
+ * ended without ever running.
+ */
+export function elapsedText(
+  job: {
+    status: string;
+    created_at: string;
+    started_at: string | null;
+    finished_at: string | null;
+    stopped_at: string | null;
+  },
+  now: number,
+): string {
+  const since = (at: string) => now - Date.parse(at);
+  if (job.status === "queued") return `queued for ${durationText(since(job.created_at))}`;
+  if (job.started_at === null) return "";
+  const started = Date.parse(job.started_at);
+  if (job.status === "running") return `running for ${durationText(now - started)}`;
+  const end = job.stopped_at ?? job.finished_at;
+  return end === null ? "" : `ran ${durationText(Date.parse(end) - started)}`;
+}

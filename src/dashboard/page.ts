@@ -90,6 +90,8 @@ li.job { border: 1px solid var(--line); border-radius: 10px; padding: 10px 12px;
 .execution { font-size: .85rem; color: var(--muted); overflow-wrap: anywhere; }
 .output { font-size: .85rem; line-height: 1.4; white-space: pre-wrap; overflow-wrap: anywhere; max-height: calc(1.4em * 6); overflow-y: auto; margin: 0; }
 .stop-time { font-size: .85rem; font-weight: 600; }
+.job-meta { margin: 0; font-size: .8rem; color: var(--muted); }
+.prompt { margin: 0; font-size: .9rem; overflow-wrap: anywhere; }
 #toasts { position: fixed; bottom: 12px; left: 12px; right: 12px; display: grid; gap: 6px; justify-items: center; pointer-events: none; }
 .toast { max-width: min(560px, 100%); overflow-wrap: anywhere; padding: 10px 14px; border-radius: 8px; background: #212529; color: #f8f9fa; box-shadow: 0 2px 10px #0004; pointer-events: auto; }
 .toast.error { background: #c92a2a; }

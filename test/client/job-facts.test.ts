@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { canResume, queueText } from "../../src/client/job-facts.js";
+import {
+  canResume,
+  durationText,
+  elapsedText,
+  promptText,
+  queueText,
+} from "../../src/client/job-facts.js";
 
 describe("the job facts the CLI and the dashboard share", () => {
   it("says a queue position as people do", () => {
@@ -54,5 +60,39 @@ describe("progress as people read it", () => {
     expect(progressFraction({ step: 1, total: 4 })).toBe(0.25);
     expect(progressFraction({ step: 9, total: 4 })).toBe(1);
     expect(progressFraction({ step: 1 })).toBeUndefined();
+  });
+
+  it("says how long a job waited, runs or ran, and what it was asked", () => {
+    expect([0, 4_240, 38_900, 185_000, 7_620_000].map(durationText)).toEqual([
+      "0.0 s",
+      "4.2 s",
+      "38 s",
+      "3 min 5 s",
+      "2 h 7 min",
+    ]);
+    const t0 = Date.parse("2026-12-04T12:00:00.000Z");
+    const at = (ms: number) => new Date(t0 + ms).toISOString();
+    const job = (o: Partial<Parameters<typeof elapsedText>[0]>) => ({
+      status: "queued",
+      created_at: at(0),
+      started_at: null,
+      finished_at: null,
+      stopped_at: null,
+      ...o,
+    });
+    expect(elapsedText(job({}), t0 + 3_000)).toBe("queued for 3.0 s");
+    expect(elapsedText(job({ status: "running", started_at: at(1_000) }), t0 + 13_500)).toBe(
+      "running for 12 s",
+    );
+    // An ended job's time stops with it: at its stop when cancelled, else at its finish.
+    const ran = { started_at: at(1_000), finished_at: at(2_000) };
+    expect(elapsedText(job({ status: "completed", ...ran }), t0 + 99_000)).toBe("ran 1.0 s");
+    expect(
+      elapsedText(job({ status: "cancelled", ...ran, stopped_at: at(2_500) }), t0 + 99_000),
+    ).toBe("ran 1.5 s");
+    expect(elapsedText(job({ status: "cancelled", finished_at: at(500) }), t0 + 99_000)).toBe("");
+    expect(promptText({ prompt: "  Write me a poem " })).toBe("Write me a poem");
+    expect(promptText({ prompt: 3 })).toBe("");
+    expect(promptText({})).toBe("");
   });
 });

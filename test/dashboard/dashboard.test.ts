@@ -102,6 +102,13 @@ browserTest(title, () => {
 
     const card = await streamingDemoJob(page, "a prompt from the browser test", 20);
     const jobId = (await card.getAttribute("data-job-id")) as string;
+    // The card says what was asked, when, and for how long it has run (moving on each second).
+    expect(await card.locator(".prompt").textContent()).toBe("a prompt from the browser test");
+    expect(await card.locator(".job-meta time").getAttribute("datetime")).toMatch(/^\d{4}-/);
+    const elapsed = () => card.locator(".elapsed").textContent();
+    await expect.poll(elapsed).toMatch(/^running for \d/);
+    const first = await elapsed();
+    await expect.poll(elapsed, { timeout: 5_000 }).not.toBe(first);
 
     // Every label the Cancel button shows, recorded as the DOM changes.
     await page.evaluate(() => {
@@ -127,6 +134,7 @@ browserTest(title, () => {
       .poll(() => card.locator(".stop-time").textContent(), { timeout: 15_000 })
       .toMatch(/^Stopped \d+ ms after the cancel\.$/);
     expect(await card.locator("button[data-action=cancel]").count()).toBe(0);
+    expect(await elapsed()).toMatch(/^ran \d/);
     const labels = await page.evaluate(
       () => (window as unknown as { cancelLabels: string[] }).cancelLabels,
     );

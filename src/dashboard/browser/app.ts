@@ -54,6 +54,7 @@ function drawNow() {
     }
   }
   // Output boxes scrolled to their end follow new text; one scrolled up stays put.
+  const now = Date.now();
   const following = [...list.querySelectorAll<HTMLElement>("pre.output")].filter(
     (pre) => pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 2,
   );
@@ -68,6 +69,7 @@ function drawNow() {
           cancelling: cancelling.has(job.id),
           resuming: resuming.has(job.id),
           offline,
+          now,
         }),
     )}`,
     list,
@@ -276,7 +278,8 @@ async function submit(event: SubmitEvent) {
           input: { messages: [{ role: "user", content: prompt }] },
         },
       ],
-      metadata: { source: "dashboard" },
+      // The card shows it: the job object carries metadata, not inputs.
+      metadata: { source: "dashboard", prompt },
     });
     jobs.set(job.id, job);
     draw();
@@ -362,6 +365,11 @@ function main() {
   const session = loadSession();
   if (session === undefined) showSignedIn(undefined);
   else startSession(session);
+  // The elapsed times move on each second while a job waits or runs (a render
+  // changes only those text nodes: focus and selections stay).
+  setInterval(() => {
+    if ([...jobs.values()].some((j) => !isTerminalJobStatus(j.status))) draw();
+  }, 1_000);
 }
 
 main();

@@ -1,8 +1,10 @@
 import { html, nothing, type TemplateResult } from "lit-html";
 import {
   canResume,
+  elapsedText,
   progressFraction,
   progressText,
+  promptText,
   queueText,
   remoteStopText,
   stopDelayMs,
@@ -21,7 +23,12 @@ export interface JobExtras {
   resuming: boolean;
   /** The server can't be reached: Cancel waits (the banner says why). */
   offline: boolean;
+  /** The time of this render (ms since the epoch), for the elapsed times. */
+  now: number;
 }
+
+/** Longest prompt shown on a card; the whole one is its tooltip. */
+const PROMPT_CHARS = 160;
 
 /**
  * One job as a list item, as a lit-html template: rendered again on every
@@ -35,6 +42,7 @@ export function jobCard(job: Job, extras: JobExtras): TemplateResult {
   const queued = queueText(job.queue_position);
   const texts = job.executions.map((e) => extras.chunks.get(e.id) ?? []);
   const hasText = texts.some((t) => t.length > 0);
+  const prompt = promptText(job.metadata);
   return html`<li class="job" data-job-id=${job.id} data-status=${job.status}>
     <div class="job-head">
       <span class="status status-${job.status}">${job.status.replace("_", " ")}</span>
@@ -42,6 +50,8 @@ export function jobCard(job: Job, extras: JobExtras): TemplateResult {
       ${queued ? html`<span class="queue">${queued}</span>` : nothing}
       <span class="actions">${action(job, extras, active)}</span>
     </div>
+    ${meta(job, extras.now)}
+    ${prompt ? html`<p class="prompt" title=${prompt}>${prompt.length > PROMPT_CHARS ? `${prompt.slice(0, PROMPT_CHARS)}…` : prompt}</p>` : nothing}
     ${job.executions.map(
       (e) =>
         html`${executionLine(e, extras.chunks.get(e.id))}${progressBar(
@@ -54,6 +64,15 @@ export function jobCard(job: Job, extras: JobExtras): TemplateResult {
     ${job.resumed_from ? html`<p class="note">Resumes job ${job.resumed_from.slice(0, 8)}.</p>` : nothing}
     ${job.resumed_by ? html`<p class="note">Resumed as job ${job.resumed_by.slice(0, 8)}.</p>` : nothing}
   </li>`;
+}
+
+/** When the job was made (local time; the exact time as its tooltip) and how long it has waited or run. */
+function meta(job: Job, now: number): TemplateResult {
+  const created = new Date(job.created_at);
+  const elapsed = elapsedText(job, now);
+  return html`<p class="job-meta">
+    <time datetime=${job.created_at} title=${created.toLocaleString()}>created ${created.toLocaleTimeString()}</time>${elapsed ? html` · <span class="elapsed">${elapsed}</span>` : nothing}
+  </p>`;
 }
 
 /** Cancel while the job is live, Resume once its work stopped; the same button element across updates. */
