@@ -1,7 +1,7 @@
 /**
  * Executions finishing: running → completed | failed, each with its
  * `execution_finished` event, and, for an execution its runner says is its
- * job's last (`last`), the job's own finish in the same statement: one round
+ * job's last (`lastOf`), the job's own finish in the same statement: one round
  * trip and one commit where a trivial job used to need two.
  */
 import { sql } from "drizzle-orm";
@@ -25,22 +25,21 @@ export type ExecutionResult = (
   | { status: "failed"; error: ErrorInfo; output?: unknown; partial?: boolean }
 ) & { usage?: UsageRecord };
 
-export type ExecutionFinish = {
+export interface ExecutionFinish {
   id: string;
   result: ExecutionResult;
-} & (
-  | { last?: false; jobId?: string }
   /**
-   * Every other execution of job `jobId` has settled, as its runner sees
-   * it: the job is finished too if nothing of it is active once this one is.
+   * Its job's id when every other execution of the job has settled, as its
+   * runner sees it: the job is finished too if nothing of it is active once
+   * this one is.
    */
-  | { last: true; jobId: string }
-);
+  lastOf?: string;
+}
 
 export interface FinishedExecutions {
   /** The executions finished, by id; one missing was no longer running here (a cancel got there first). */
   executions: Map<string, ExecutionRow>;
-  /** For each job of a `last` item: its finish's outcome (as `finishJob` answers it). */
+  /** For each job of a `lastOf` item: its finish's outcome (as `finishJob` answers it). */
   jobs: Map<string, FinishOutcome>;
 }
 
@@ -62,10 +61,10 @@ export async function finishExecution(
 /**
  * Finishes many executions in one statement, each under its own guard, so
  * the set is exactly the finishes that would have succeeded one by one; the
- * jobs of `last` items are finished by `finishJob`'s rule and guards (and
+ * jobs of `lastOf` items are finished by `finishJob`'s rule and guards (and
  * held by `instance`) in the same statement.
  *
- * Locks: the `last` items' job rows are locked first, in id order, before
+ * Locks: the `lastOf` items' job rows are locked first, in id order, before
  * any execution row (the `cur` InitPlan in the update's filter), the order
  * a cancel takes them in (job, then executions): taking an execution first
  * and its job's row after would deadlock with it. A cancel that committed
@@ -77,12 +76,11 @@ export async function finishExecutions(
   items: ExecutionFinish[],
   instance: string,
 ): Promise<FinishedExecutions> {
-  const rows = items.map(({ id, jobId, result, last }) => {
+  const rows = items.map(({ id, result, lastOf }) => {
     const failed = result.status === "failed";
     return {
       id,
-      // Set only for a `last` item: its job is finished with it.
-      last_of: last === true ? jobId : null,
+      last_of: lastOf ?? null,
       status: result.status,
       output: storableJson(result.output ?? null),
       partial: failed ? (result.partial ?? false) : false,

@@ -50,7 +50,7 @@ export function createWriteBatches(db: Db, instance: string): WriteBatches {
     run: async (items) => {
       const finished = await finishExecutions(db, items, instance);
       return items.map((i) => {
-        const job = i.last === true ? finished.jobs.get(i.jobId) : undefined;
+        const job = i.lastOf === undefined ? undefined : finished.jobs.get(i.lastOf);
         return { row: finished.executions.get(i.id), ...(job === undefined ? {} : { job }) };
       });
     },
@@ -64,10 +64,7 @@ export function createWriteBatches(db: Db, instance: string): WriteBatches {
   });
   return {
     startExecution: (id) => starts.add(id),
-    finishExecution: (id, result, lastOf) =>
-      finishes.add(
-        lastOf === undefined ? { id, result } : { id, result, last: true, jobId: lastOf },
-      ),
+    finishExecution: (id, result, lastOf) => finishes.add({ id, result, lastOf }),
     finishJob: (jobId) => jobs.add(jobId),
   };
 }
