@@ -18,6 +18,7 @@ import {
 } from "../db/unavailable.js";
 import type { Logger } from "../logger.js";
 import { CancelCause, isCause } from "../providers/causes.js";
+import { ACTIVE_EXECUTION_STATUSES } from "../vocabulary.js";
 import { type DagNode, nextStep, stuck } from "./dag.js";
 import { type RunnerEnv, runExecution } from "./execute.js";
 import type { JobContextManager } from "./job-context-manager.js";
@@ -101,12 +102,9 @@ interface DagRun {
   finished?: FinishOutcome;
 }
 
-const SETTLED: ReadonlySet<DagNode["status"]> = new Set([
-  "completed",
-  "failed",
-  "skipped",
-  "cancelled",
-]);
+/** A DAG node that will not change again: neither starting nor active (SPEC.md section 2). */
+const settled = (status: DagNode["status"]) =>
+  status !== "starting" && !ACTIVE_EXECUTION_STATUSES.includes(status);
 
 /** Runs the DAG until every execution settled. */
 async function runDag(
@@ -134,7 +132,7 @@ async function runDag(
     const run = runExecution(deps, exec, ctx, {
       writeRetryMs: deps.leaseMs / 2,
       started: job.started.has(exec.id),
-      isLast: () => ctx.err === undefined && nodes.every((o) => o === n || SETTLED.has(o.status)),
+      isLast: () => ctx.err === undefined && nodes.every((o) => o === n || settled(o.status)),
     })
       .then((outcome) => {
         if (outcome.status === "stopped") {
