@@ -7,6 +7,13 @@
 import { sql } from "drizzle-orm";
 import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
+import {
+  type ClaimedJob,
+  type ClaimedRow,
+  type ClaimRequest,
+  claimedJobs,
+  claimParts,
+} from "./job-transitions.js";
 import { executionGuard, heldBy } from "./executions.js";
 import { ACTIVE, type FinishOutcome, finishedEventData, finishedJobs } from "./job-endings.js";
 import { storableJson } from "./json.js";
@@ -41,6 +48,11 @@ export interface FinishedExecutions {
   executions: Map<string, ExecutionRow>;
   /** For each job of a `lastOf` item: its finish's outcome (as `finishJob` answers it). */
   jobs: Map<string, FinishOutcome>;
+  /**
+   * With a claim: the jobs it claimed, and its limit as the statement set it
+   * (`claim.limit` plus the jobs the statement finished).
+   */
+  claim?: { jobs: ClaimedJob[]; limit: number };
 }
 
 /**
@@ -70,11 +82,19 @@ export async function finishExecution(
  * and its job's row after would deadlock with it. A cancel that committed
  * meanwhile is seen: its executions are no longer running, and `cur` reads
  * the job as it is now.
+ *
+ * With `claim`, the statement also claims queued jobs (src/db/job-transitions.ts,
+ * `claimParts`), up to `claim.limit` plus the jobs it finishes: the slots
+ * those free are filled in the same commit, so the claimer never holds more
+ * jobs than before, and a runner moving short jobs makes one round trip per
+ * cycle instead of two. The claim's rows are queued jobs, the finish's are
+ * running ones: no row is locked by both halves.
  */
 export async function finishExecutions(
   db: Db,
   items: ExecutionFinish[],
   instance: string,
+  claim?: ClaimRequest,
 ): Promise<FinishedExecutions> {
   const rows = items.map(({ id, result, lastOf }) => {
     const failed = result.status === "failed";
@@ -88,13 +108,19 @@ export async function finishExecutions(
       usage: result.usage ?? null,
     };
   });
-  const answered = await rowsOf<{
-    execution: unknown;
-    job_id: string | null;
-    current: string | null;
-    active: number | null;
-    finished: "completed" | "partial" | "failed" | null;
-  }>(
+  const claiming =
+    claim === undefined
+      ? undefined
+      : claimParts(claim, sql`${claim.limit} + (select count(*) from upd)`);
+  const answered = await rowsOf<
+    {
+      execution: unknown;
+      job_id: string | null;
+      current: string | null;
+      active: number | null;
+      finished: "completed" | "partial" | "failed" | null;
+    } & { [K in keyof ClaimedRow]: ClaimedRow[K] | null }
+  >(
     db,
     sql`
     with x as (
@@ -150,17 +176,28 @@ export async function finishExecutions(
         select upd.id, 'finished', 2147483647, ${finishedEventData}
         from upd join outcome o on o.job_id = upd.id
       ) t order by job_id, position
-    )
+    )${claiming === undefined ? sql`` : sql`, ${claiming.ctes}`}
     select to_jsonb(c) as execution, null::uuid as job_id, null::text as current,
-           null::int as active, null::text as finished
+           null::int as active, null::text as finished,
+           null::jsonb as job, null::jsonb as executions, null::jsonb as started
     from changed c
     union all
-    select null, cur.id, cur.status, coalesce(o.active, 0), upd.status
-    from cur left join outcome o on o.job_id = cur.id left join upd on upd.id = cur.id`,
+    select null, cur.id, cur.status, coalesce(o.active, 0), upd.status, null, null, null
+    from cur left join outcome o on o.job_id = cur.id left join upd on upd.id = cur.id
+    ${
+      claiming === undefined
+        ? sql``
+        : sql`union all
+    select null, null, null, null, null, k.job, k.executions, k.started
+    from (${claiming.select}) k`
+    }`,
   );
   const finished: FinishedExecutions = { executions: new Map(), jobs: new Map() };
+  const claimedRows: ClaimedRow[] = [];
   for (const row of answered) {
-    if (row.execution !== null) {
+    if (row.job !== null) {
+      claimedRows.push({ job: row.job, executions: row.executions, started: row.started });
+    } else if (row.execution !== null) {
       const exec = rowAs(executions, jsonbValue(row.execution) as Record<string, unknown>);
       finished.executions.set(exec.id, exec);
     } else if (row.job_id !== null) {
@@ -173,6 +210,10 @@ export async function finishExecutions(
             : { ok: false, reason: "executions_active" },
       );
     }
+  }
+  if (claim !== undefined) {
+    const released = [...finished.jobs.values()].filter((o) => o.ok).length;
+    finished.claim = { jobs: claimedJobs(claimedRows), limit: claim.limit + released };
   }
   return finished;
 }

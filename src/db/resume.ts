@@ -1,5 +1,5 @@
-import { randomUUID } from "node:crypto";
 import { and, asc, eq, isNull } from "drizzle-orm";
+import { v7 as uuidv7 } from "uuid";
 import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
@@ -39,7 +39,7 @@ export async function resumeJob(db: Db, jobId: string, actor: string): Promise<R
       .from(executions)
       .where(eq(executions.jobId, jobId))
       .orderBy(asc(executions.position));
-    const id = randomUUID();
+    const id = uuidv7();
     await tx.insert(jobs).values({
       id,
       owner: old.owner,
@@ -52,7 +52,7 @@ export async function resumeJob(db: Db, jobId: string, actor: string): Promise<R
       olds.map((e) => {
         const carried = e.status === "completed";
         return {
-          id: randomUUID(),
+          id: uuidv7(),
           jobId: id,
           position: e.position,
           key: e.key,

@@ -1,6 +1,7 @@
 import { background, childCount, withCancelCause } from "../context/context.js";
 import {
   type ClaimedJob,
+  type ClaimRequest,
   claimJobs,
   jobStatuses,
   renewLeases,
@@ -75,7 +76,9 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     ...runnerDeps,
     remoteStops: runnerDeps.remoteStops ?? createRemoteStops(runnerDeps),
     gpuReleases: runnerDeps.gpuReleases ?? createGpuReleases(runnerDeps),
-    writes: runnerDeps.writes ?? createWriteBatches(runnerDeps.db, runnerDeps.instance),
+    writes:
+      runnerDeps.writes ??
+      createWriteBatches(runnerDeps.db, runnerDeps.instance, { take: claimAlong, done: claimedAlong }),
   };
   const [root, cancelRoot] = withCancelCause(background());
   const runs = new Set<Promise<void>>();
@@ -95,6 +98,12 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
   // False once a claim found fewer jobs than it asked for: the queue is drained,
   // so a freed slot need not query again before new work is announced or the poll.
   let mayHaveMore = true;
+  // A claim is in flight: the loop's own, or one riding on a batch of finishes
+  // (`claimAlong`). One at a time, so the slots each one counts are its own.
+  let claiming = false;
+  // The claim riding on a batch, until its jobs are started (stop() waits for it).
+  let along: Promise<void> | undefined;
+  let alongDone = () => {};
   let loop: Promise<void> | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let poll: NodeJS.Timeout | undefined;
@@ -121,7 +130,8 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
       // it settles, so RUNNER_CONCURRENCY is a hard cap on the work in flight.
       const free = options.concurrency - runs.size;
       let claimed = 0;
-      if (free > 0) {
+      if (free > 0 && !claiming) {
+        claiming = true;
         try {
           const sent = performance.now();
           const jobs = await claimJobs(deps.db, {
@@ -140,11 +150,57 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
           }
         } catch (err) {
           failed(err, "claiming jobs failed; retrying at the next poll");
+        } finally {
+          claiming = false;
         }
       }
       // A full batch may mean more is queued; otherwise sleep until woken.
       if (claimed > 0 && claimed === free) continue;
       await wakeup.wait(claimPollMs);
+    }
+  }
+
+  /**
+   * A batch of finishes is about to be written: claim in the same statement
+   * the slots free now plus those its finished jobs free (`releasing` at
+   * most; the statement counts the ones it really finished). Not while
+   * another claim is in flight, the runner is stopping, or the queue was
+   * found drained.
+   */
+  function claimAlong(releasing: number): ClaimRequest | undefined {
+    if (stopping || claiming || !mayHaveMore) return undefined;
+    const free = Math.max(0, options.concurrency - runs.size);
+    if (free + releasing === 0) return undefined;
+    claiming = true;
+    along = new Promise<void>((resolve) => {
+      alongDone = resolve;
+    });
+    return {
+      instance: deps.instance,
+      limit: free,
+      leaseMs: options.leaseMs,
+      exclude: [...active.keys()],
+      startExecutions: true,
+    };
+  }
+
+  async function claimedAlong(
+    answer: { jobs: ClaimedJob[]; limit: number; sent: number } | undefined,
+  ): Promise<void> {
+    try {
+      if (answer === undefined || answer.limit === 0) return;
+      mayHaveMore = answer.jobs.length === answer.limit;
+      const proven = await proveLeases(answer.jobs, answer.sent);
+      for (const job of answer.jobs) {
+        const heldFrom = proven.get(job.id);
+        if (heldFrom !== undefined) startRun(job, heldFrom);
+      }
+    } finally {
+      claiming = false;
+      alongDone();
+      along = undefined;
+      // Slots freed while this claim was in flight are the loop's to fill.
+      if (mayHaveMore) wakeup.notify();
     }
   }
 
@@ -308,6 +364,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
       stopping = true;
       wakeup.notify();
       await loop;
+      await along;
       const all = Promise.allSettled([...runs]);
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<"timeout">((resolve) => {
