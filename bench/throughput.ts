@@ -17,7 +17,10 @@ export interface ThroughputResult {
   statements?: {
     perJob: number;
     commitsPerJob: number;
-    byKind: { kind: string; perJob: number }[];
+    /** Calls and the server's execution time (µs, `total_exec_time`) per job, by kind. */
+    byKind: { kind: string; perJob: number; usPerJob: number }[];
+    /** The server's execution time per job, every statement together (µs). */
+    usPerJob: number;
   };
 }
 
@@ -62,6 +65,7 @@ export async function throughputBench(options: {
     database = await openDatabase({ dataDir: null });
   }
   await migrateDatabase(database);
+  if (process.env.EXTRA_SQL) await database.db.execute(sql.raw(process.env.EXTRA_SQL));
   const stats = database.postgresClient;
   let parts: Awaited<ReturnType<typeof startBenchRunner>> | undefined;
   try {
@@ -124,11 +128,12 @@ export async function throughputBench(options: {
       jobsPerSecond: options.jobs / seconds,
     };
     if (options.countStatements && stats) {
-      const rows = await stats.unsafe<{ query: string; calls: string }[]>(
-        "select query, calls from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())",
+      const rows = await stats.unsafe<{ query: string; calls: string; ms: number }[]>(
+        "select query, calls, total_exec_time as ms from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())",
       );
-      const byKind = new Map<string, number>();
+      const byKind = new Map<string, { calls: number; ms: number }>();
       let total = 0;
+      let totalMs = 0;
       for (const r of rows) {
         if (
           /pg_stat_statements|count\(\*\)::int as n from jobs|pg_database|xact_commit|^analyze/.test(
@@ -138,14 +143,22 @@ export async function throughputBench(options: {
           continue;
         const kind = kindOf(r.query);
         const calls = Number(r.calls);
+        const ms = Number(r.ms);
         total += calls;
-        byKind.set(kind, (byKind.get(kind) ?? 0) + calls);
+        totalMs += ms;
+        const sum = byKind.get(kind) ?? { calls: 0, ms: 0 };
+        byKind.set(kind, { calls: sum.calls + calls, ms: sum.ms + ms });
       }
       result.statements = {
         perJob: total / options.jobs,
         commitsPerJob: ((await commits(stats)) - commitsBefore) / options.jobs,
+        usPerJob: (totalMs * 1000) / options.jobs,
         byKind: [...byKind]
-          .map(([kind, calls]) => ({ kind, perJob: calls / options.jobs }))
+          .map(([kind, sum]) => ({
+            kind,
+            perJob: sum.calls / options.jobs,
+            usPerJob: (sum.ms * 1000) / options.jobs,
+          }))
           .sort((a, b) => b.perJob - a.perJob),
       };
     }
