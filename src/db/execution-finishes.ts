@@ -7,6 +7,8 @@
 import { sql } from "drizzle-orm";
 import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
+import { executionGuard, heldBy } from "./executions.js";
+import { ACTIVE, type FinishOutcome, finishedEventData, finishedJobs } from "./job-endings.js";
 import {
   type ClaimedJob,
   type ClaimedRow,
@@ -14,8 +16,6 @@ import {
   claimedJobs,
   claimParts,
 } from "./job-transitions.js";
-import { executionGuard, heldBy } from "./executions.js";
-import { ACTIVE, type FinishOutcome, finishedEventData, finishedJobs } from "./job-endings.js";
 import { storableJson } from "./json.js";
 import { jsonbValue, rowAs, rowsOf } from "./rows.js";
 import {

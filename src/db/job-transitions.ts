@@ -29,34 +29,50 @@ export const UNCLAIMED = {
 
 const msInterval = (ms: unknown) => sql`(${ms} * interval '1 millisecond')`;
 
+/** What a claim asks for (see `claimJobs`). */
+export interface ClaimRequest {
+  instance: string;
+  limit: number;
+  leaseMs: number;
+  /**
+   * Jobs whose earlier run is still stopping on the claiming instance (a
+   * lease it lost and the reaper requeued): left for another claim, so
+   * no instance ever runs one job twice at once.
+   */
+  exclude?: string[];
+  /**
+   * Also start each claimed job's first executions (pending, without
+   * dependencies, by position, up to its `max_parallel`) with their
+   * `execution_started` events: the runner's claim, which saves each job
+   * the round trip of its first start. Their ids are in `started`.
+   */
+  startExecutions?: boolean;
+}
+
 /**
  * queued → running for up to `limit` of the oldest queued jobs, skipping
  * those another claimer holds locked (`FOR UPDATE SKIP LOCKED`): two
  * claimers never get the same job. Sets the instance, start, deadline
  * (`timeout_ms` from now), lease and attempt; writes `claimed` events.
  */
-export async function claimJobs(
-  db: Db,
-  claim: {
-    instance: string;
-    limit: number;
-    leaseMs: number;
-    /**
-     * Jobs whose earlier run is still stopping on the claiming instance (a
-     * lease it lost and the reaper requeued): left for another claim, so
-     * no instance ever runs one job twice at once.
-     */
-    exclude?: string[];
-    /**
-     * Also start each claimed job's first executions (pending, without
-     * dependencies, by position, up to its `max_parallel`) with their
-     * `execution_started` events: the runner's claim, which saves each job
-     * the round trip of its first start. Their ids are in `started`.
-     */
-    startExecutions?: boolean;
-  },
-): Promise<ClaimedJob[]> {
+export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimedJob[]> {
   if (claim.limit <= 0) return [];
+  const parts = claimParts(claim, sql`${claim.limit}`);
+  return claimedJobs(await rowsOf<ClaimedRow>(db, sql`with ${parts.ctes} ${parts.select}`));
+}
+
+/** A row of `claimParts`' select: a job, its executions and those the claim started. */
+export type ClaimedRow = JobJson & { started: unknown };
+
+/**
+ * The claim as CTEs (`candidates`, `claimed`, `first`, `started`,
+ * `claim_event`) and the select of the claimed jobs (`ClaimedRow` columns
+ * `job`, `executions`, `started`), for `claimJobs` and for a statement that
+ * claims along with other work (the runner's finishes: src/db/execution-finishes.ts).
+ * `limit` is an SQL expression, so such a statement can size the claim by
+ * what it frees.
+ */
+export function claimParts(claim: ClaimRequest, limit: SQL): { ctes: SQL; select: SQL } {
   // One parameter, whatever its length: the statement text stays the same, so it stays prepared.
   const exclude = claim.exclude ?? [];
   // One statement: the claim, its `claimed` events and the claimed jobs'
@@ -65,16 +81,14 @@ export async function claimJobs(
   // `id IN (subquery)` the planner may rescan the subquery per row while the
   // UPDATE turns rows from queued to running, and each rescan finds the next
   // queued job: a claim of 1 returned 2, past RUNNER_CONCURRENCY.
-  const rows = await rowsOf<JobJson & { started: unknown }>(
-    db,
-    sql`
-    with candidates as (
+  const ctes = sql`
+    candidates as (
       select id from ${jobs}
       where status = 'queued'
         and id <> all (array(select value::uuid
                              from jsonb_array_elements_text(${JSON.stringify(exclude)}::jsonb)))
       order by created_at, id
-      limit ${claim.limit}
+      limit ${limit}
       for no key update skip locked
     ),
     claimed as (
@@ -103,7 +117,7 @@ export async function claimJobs(
       returning ${executions.id}, ${executions.jobId}, ${executions.key},
                 ${executions.provider}, ${executions.position}, ${executions.startedAt}
     ),
-    event as (
+    claim_event as (
       -- In the trail's order: each job's claim, then its starts by position.
       insert into ${jobEvents} (job_id, type, actor, data)
       select job_id, type, ${claim.instance}, data from (
@@ -115,13 +129,18 @@ export async function claimJobs(
                position
         from started
       ) t order by job_id, position
-    )
+    )`;
+  const select = sql`
     select ${jobJsonColumns("c")}, coalesce(s.started, '[]'::jsonb) as started
     from claimed c left join (
       select job_id, jsonb_agg(jsonb_build_array(id, started_at)) as started
       from started group by job_id
-    ) s on s.job_id = c.id`,
-  );
+    ) s on s.job_id = c.id`;
+  return { ctes, select };
+}
+
+/** The claimed jobs of `claimParts`' rows, oldest first. */
+export function claimedJobs(rows: ClaimedRow[]): ClaimedJob[] {
   const claimed = rows.map((row) => {
     // The executions were read as the statement began: mark those it started.
     const job = jobFromJson(row);

@@ -18,7 +18,7 @@ import type { JobContextManager } from "./job-context-manager.js";
 import { createRemoteStops } from "./remote-stops.js";
 import { runJob } from "./run-job.js";
 import type { StopAcks } from "./stop-acks.js";
-import { createWriteBatches, type WriteBatches } from "./write-batches.js";
+import { type ClaimedAlong, createWriteBatches, type WriteBatches } from "./write-batches.js";
 
 export interface RunnerDeps extends RunnerEnv {
   manager: JobContextManager;
@@ -53,6 +53,7 @@ export interface Runner {
    * job has settled.
    */
   stop(graceMs: number): Promise<void>;
+  /** Runs holding a slot (at most RUNNER_CONCURRENCY). */
   activeJobs(): number;
   /**
    * Re-reads the statuses of these held jobs (one query) and aborts those
@@ -78,10 +79,20 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     gpuReleases: runnerDeps.gpuReleases ?? createGpuReleases(runnerDeps),
     writes:
       runnerDeps.writes ??
-      createWriteBatches(runnerDeps.db, runnerDeps.instance, { take: claimAlong, done: claimedAlong }),
+      createWriteBatches(runnerDeps.db, runnerDeps.instance, {
+        take: claimAlong,
+        done: claimedAlong,
+      }),
   };
   const [root, cancelRoot] = withCancelCause(background());
   const runs = new Set<Promise<void>>();
+  /**
+   * Held runs whose job a claim-along statement finished: the slot is free in
+   * the store (the job is no longer held), the run is only being told so.
+   * Slots are counted as `held()`, runs less these.
+   */
+  const released = new Set<string>();
+  const held = () => runs.size - released.size;
   /** The run of each held job; claims exclude these ids (claimJobs' `exclude`). */
   const active = new Map<string, Promise<void>>();
   const owners = new Map<string, string>();
@@ -128,7 +139,8 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     while (!stopping) {
       // Slots count runs, not job ids: a run still stopping holds its slot until
       // it settles, so RUNNER_CONCURRENCY is a hard cap on the work in flight.
-      const free = options.concurrency - runs.size;
+      // A run whose job a claim-along finished holds none: its work is done.
+      const free = options.concurrency - held();
       let claimed = 0;
       if (free > 0 && !claiming) {
         claiming = true;
@@ -169,7 +181,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
    */
   function claimAlong(releasing: number): ClaimRequest | undefined {
     if (stopping || claiming || !mayHaveMore) return undefined;
-    const free = Math.max(0, options.concurrency - runs.size);
+    const free = Math.max(0, options.concurrency - held());
     if (free + releasing === 0) return undefined;
     claiming = true;
     along = new Promise<void>((resolve) => {
@@ -184,11 +196,11 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
     };
   }
 
-  async function claimedAlong(
-    answer: { jobs: ClaimedJob[]; limit: number; sent: number } | undefined,
-  ): Promise<void> {
+  async function claimedAlong(answer: ClaimedAlong | undefined): Promise<void> {
     try {
-      if (answer === undefined || answer.limit === 0) return;
+      if (answer === undefined) return;
+      for (const id of answer.released) if (active.has(id)) released.add(id);
+      if (answer.limit === 0) return;
       mayHaveMore = answer.jobs.length === answer.limit;
       const proven = await proveLeases(answer.jobs, answer.sent);
       for (const job of answer.jobs) {
@@ -212,6 +224,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
       job,
     ).finally(() => {
       runs.delete(run);
+      released.delete(job.id);
       active.delete(job.id);
       owners.delete(job.id);
       leaseHeldUntil.delete(job.id);
@@ -356,7 +369,7 @@ export function createRunner(runnerDeps: RunnerDeps, options: RunnerOptions): Ru
       wakeup.notify();
     },
     cancelJob,
-    activeJobs: () => runs.size,
+    activeJobs: held,
     heldOwner: (jobId) => owners.get(jobId),
     checkHeld,
     liveContexts: () => childCount(root),

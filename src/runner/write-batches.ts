@@ -7,6 +7,7 @@ import {
 } from "../db/execution-finishes.js";
 import { startExecutions } from "../db/executions.js";
 import { type FinishOutcome, finishJobs } from "../db/job-endings.js";
+import type { ClaimedJob, ClaimRequest } from "../db/job-transitions.js";
 import type { ExecutionRow } from "../db/schema.js";
 
 /**
@@ -31,10 +32,45 @@ export interface WriteBatches {
   finishJob(jobId: string): Promise<FinishOutcome>;
 }
 
+/**
+ * The runner's side of a claim made along with a batch of finishes (one
+ * statement per cycle: src/db/execution-finishes.ts). Only one claim is in
+ * flight at a time, the runner's own or one riding on a batch: `take` answers
+ * undefined while another is.
+ */
+export interface ClaimAlong {
+  /**
+   * At a batch's flush, with the number of jobs it may finish: the claim to
+   * make in its statement (its `limit` the slots free before the batch
+   * finishes any), or undefined for none.
+   */
+  take(releasing: number): ClaimRequest | undefined;
+  /**
+   * Exactly once per claim `take` gave: the jobs claimed, the limit the
+   * statement applied, the jobs it finished (their slots are free: their
+   * runs are only being told so) and when the statement was sent
+   * (`performance.now()`); or undefined if the statement failed (nothing
+   * was claimed or finished). Resolves once the claimed jobs are started,
+   * before the batch's finishes are answered.
+   */
+  done(answer: ClaimedAlong | undefined): Promise<void>;
+}
+
+export interface ClaimedAlong {
+  jobs: ClaimedJob[];
+  limit: number;
+  released: string[];
+  sent: number;
+}
+
 /** Enough for every job a runner holds (RUNNER_CONCURRENCY is at most a few hundred). */
 const MAX_BATCH = 256;
 
-export function createWriteBatches(db: Db, instance: string): WriteBatches {
+export function createWriteBatches(
+  db: Db,
+  instance: string,
+  claimAlong?: ClaimAlong,
+): WriteBatches {
   const starts = createBatcher<string, ExecutionRow | undefined>({
     maxItems: MAX_BATCH,
     run: async (ids) => {
@@ -48,7 +84,20 @@ export function createWriteBatches(db: Db, instance: string): WriteBatches {
   >({
     maxItems: MAX_BATCH,
     run: async (items) => {
-      const finished = await finishExecutions(db, items, instance);
+      const claim = claimAlong?.take(items.filter((i) => i.lastOf !== undefined).length);
+      const sent = performance.now();
+      let finished: Awaited<ReturnType<typeof finishExecutions>>;
+      try {
+        finished = await finishExecutions(db, items, instance, claim);
+      } catch (err) {
+        if (claim !== undefined) await claimAlong?.done(undefined);
+        throw err;
+      }
+      if (claim !== undefined) {
+        const claimed = finished.claim ?? { jobs: [], limit: 0 };
+        const released = [...finished.jobs].filter(([, o]) => o.ok).map(([id]) => id);
+        await claimAlong?.done({ ...claimed, released, sent });
+      }
       return items.map((i) => {
         const job = i.lastOf === undefined ? undefined : finished.jobs.get(i.lastOf);
         return { row: finished.executions.get(i.id), ...(job === undefined ? {} : { job }) };

@@ -3,12 +3,13 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { cancelJob, type FinishOutcome } from "../../src/db/job-endings.js";
+import type { ClaimedJob, ClaimRequest } from "../../src/db/job-transitions.js";
 import { claimJobs } from "../../src/db/job-transitions.js";
 import type { JobWithExecutions } from "../../src/db/jobs.js";
 import { reapExpiredLeases } from "../../src/db/reaper.js";
 import { jobs, webhookEvents, webhooks } from "../../src/db/schema.js";
 import { insertWebhook } from "../../src/db/webhooks.js";
-import { createWriteBatches } from "../../src/runner/write-batches.js";
+import { type ClaimedAlong, createWriteBatches } from "../../src/runner/write-batches.js";
 import { startFakeServer } from "../fakes/fake-server.js";
 import { DRIVERS, useRaceSides } from "../helpers/databases.js";
 import { newJob, reload, submit } from "../helpers/jobs.js";
@@ -187,57 +188,176 @@ describe.each(DRIVERS)("batched writes under races on %s", (driver) => {
     },
   );
 
-  it("a runner that dies between a batched claim and its first write: the jobs are reaped and run once elsewhere", async () => {
-    // The runner's own claim, which starts each job's first execution too.
-    const lost = await claimed(12, "runner-dead", 200, "gpu", true);
-    for (const job of lost) {
-      expect(job.started).toEqual(new Set([execOf(job).id]));
-      expect(execOf(job).status).toBe("running");
-      expect((await reload(left.db, job.id)).executions[0]?.status).toBe("running");
-    }
-    // runner-dead never writes again. A live runner on the same database picks the jobs up
-    // once the reaper requeues them, and completes each on its second attempt.
-    const calls: string[] = [];
-    const gpu = await startFakeServer((_req, res, recorded) => {
-      calls.push(recorded.model ?? "");
-      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
-    });
-    const r = await startRunner(
-      left.db,
-      { gpu: { kind: "http", url: gpu.url } },
-      { leaseMs: 600, instance: "runner-live" },
-    );
-    try {
-      await waitUntil(
-        async () => {
-          const rows = await left.db
-            .select({ status: jobs.status })
-            .from(jobs)
-            .where(
-              inArray(
-                jobs.id,
-                lost.map((j) => j.id),
-              ),
-            );
-          return rows.every((row) => row.status === "completed");
-        },
-        20_000,
-        "every lost job completed elsewhere",
+  /** A claim for `createWriteBatches`' claim-along port: taken by the first batch only, as a runner's one claim in flight. */
+  function claimOnce(claim: ClaimRequest) {
+    const answers: (ClaimedAlong | undefined)[] = [];
+    let taken = false;
+    const along = {
+      take: () => {
+        if (taken) return undefined;
+        taken = true;
+        return claim;
+      },
+      done: async (answer: ClaimedAlong | undefined) => {
+        answers.push(answer);
+      },
+    };
+    return { along, answers };
+  }
+
+  it("a claim riding on batched finishes while cancels race them: it fills the slots the jobs it finished free, no more, and every job ends once", async () => {
+    const held = await claimed(JOBS, "runner-a", 30_000, "demo", true);
+    // More queued jobs than the claim may take, so its count is its limit's.
+    const queued = new Set<string>();
+    for (let i = 0; i < JOBS + 8; i++) {
+      const job = await submit(
+        left.db,
+        newJob({ executions: [{ key: "a", provider: "demo", model: `q${i}`, input: {} }] }),
       );
-      for (const job of lost) {
-        const after = await reload(left.db, job.id);
-        expect(after).toMatchObject({ status: "completed", instance: "runner-live", attempt: 2 });
-        const types = (await listEvents(left.db, job.id)).map((e) => e.type);
-        // Each claim started the execution: its trail says so after each claim, in order.
-        expect(types.slice(0, 3)).toEqual(["submitted", "claimed", "execution_started"]);
-        expect(types.filter((e) => e === "claimed")).toHaveLength(2);
-        expect(types.filter((e) => e === "execution_started")).toHaveLength(2);
-        expect(types.at(-1)).toBe("finished");
-      }
-      expect(calls).toHaveLength(12);
-    } finally {
-      await r.stop();
-      await gpu.close();
+      queued.add(job.id);
     }
+    const { along, answers } = claimOnce({
+      instance: "runner-a",
+      limit: 2,
+      leaseMs: 30_000,
+      startExecutions: true,
+    });
+    const writes = createWriteBatches(left.db, "runner-a", along);
+    // Every ninth job is cancelled before the batch: its slot stays held (its run is still stopping).
+    const early = held.filter((_, i) => i % 9 === 0);
+    for (const job of early) await cancelJob(right.db, job.id, { actor: "user", reason: "early" });
+    const finishes = held.map((job, i) =>
+      writes.finishExecution(execOf(job).id, { status: "completed", output: `out ${i}` }, job.id),
+    );
+    // Every other third job's cancel races the batch: whichever commits first wins.
+    const cancels = held
+      .filter((_, i) => i % 3 === 0 && i % 9 !== 0)
+      .map((job) => cancelJob(right.db, job.id, { actor: "user", reason: "race" }));
+    const outcomes = await Promise.all(finishes);
+    await Promise.all(cancels);
+
+    expect(answers).toHaveLength(1);
+    const answer = answers[0];
+    if (answer === undefined) throw new Error("the claim along failed");
+    const finished = held.filter((_, i) => outcomes[i]?.job?.ok === true).map((j) => j.id);
+    expect([...answer.released].sort()).toEqual(finished.sort());
+    expect(answer.limit).toBe(2 + finished.length);
+    expect(answer.jobs).toHaveLength(answer.limit);
+    for (const job of answer.jobs) {
+      expect(queued.has(job.id)).toBe(true);
+      expect(job.started).toEqual(new Set([execOf(job).id]));
+      const after = await reload(left.db, job.id);
+      expect(after).toMatchObject({ status: "running", instance: "runner-a", attempt: 1 });
+      expect(after.executions[0]?.status).toBe("running");
+      const types = (await listEvents(left.db, job.id)).map((e) => e.type);
+      expect(types).toEqual(["submitted", "claimed", "execution_started"]);
+    }
+    let cancelled = 0;
+    for (const [i, job] of held.entries()) {
+      const after = await reload(left.db, job.id);
+      const types = (await listEvents(left.db, job.id)).map((e) => e.type);
+      expect(
+        types.filter((e) => e === "finished" || e === "cancel_requested"),
+        `job ${i}`,
+      ).toHaveLength(1);
+      if (after.status === "cancelled") cancelled++;
+      else expect(after.status).toBe("completed");
+    }
+    expect(cancelled).toBe(held.length - finished.length);
+    expect(cancelled).toBeGreaterThanOrEqual(early.length);
+    console.log(`${driver}: ${cancelled - early.length} of ${cancels.length} racing cancels first`);
+    // What runner-a holds in the store: the jobs it claimed, and the cancelled ones it has
+    // not reported stopped: as many as before the batch, less the slots it gave up (none).
+    const [{ n } = { n: -1 }] = await left.db
+      .select({ n: sql<number>`count(*)::int` })
+      .from(jobs)
+      .where(
+        sql`${jobs.instance} = 'runner-a' and (${jobs.status} = 'running' or (${jobs.status} = 'cancelled' and ${jobs.stoppedAt} is null))`,
+      );
+    expect(n).toBe(answer.jobs.length + cancelled);
+    expect(n).toBe(2 + held.length);
   });
+
+  const claimWays = ["its own claim", "a claim along with finishes"] as const;
+  it.each(claimWays)(
+    "a runner that dies between %s and its first write: the jobs are reaped and run once elsewhere",
+    async (way) => {
+      // The runner's claims start each job's first execution too.
+      let lost: ClaimedJob[] = [];
+      if (way === "its own claim") lost = await claimed(12, "runner-dead", 200, "gpu", true);
+      else {
+        const [done] = await claimed(1, "runner-dead", 200, "gpu", true);
+        if (done === undefined) throw new Error("no job claimed");
+        for (let i = 0; i < 12; i++)
+          await submit(
+            left.db,
+            newJob({ executions: [{ key: "a", provider: "gpu", model: `n${i}`, input: {} }] }),
+          );
+        const { along, answers } = claimOnce({
+          instance: "runner-dead",
+          limit: 11,
+          leaseMs: 200,
+          startExecutions: true,
+        });
+        const writes = createWriteBatches(left.db, "runner-dead", along);
+        const { job } = await writes.finishExecution(
+          execOf(done).id,
+          { status: "completed", output: "x" },
+          done.id,
+        );
+        expect(job).toEqual({ ok: true, status: "completed" });
+        lost = answers[0]?.jobs ?? [];
+        expect(lost).toHaveLength(12);
+      }
+      for (const job of lost) {
+        expect(job.started).toEqual(new Set([execOf(job).id]));
+        expect(execOf(job).status).toBe("running");
+        expect((await reload(left.db, job.id)).executions[0]?.status).toBe("running");
+      }
+      // runner-dead never writes again. A live runner on the same database picks the jobs up
+      // once the reaper requeues them, and completes each on its second attempt.
+      const calls: string[] = [];
+      const gpu = await startFakeServer((_req, res, recorded) => {
+        calls.push(recorded.model ?? "");
+        res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+      });
+      const r = await startRunner(
+        left.db,
+        { gpu: { kind: "http", url: gpu.url } },
+        { leaseMs: 600, instance: "runner-live" },
+      );
+      try {
+        await waitUntil(
+          async () => {
+            const rows = await left.db
+              .select({ status: jobs.status })
+              .from(jobs)
+              .where(
+                inArray(
+                  jobs.id,
+                  lost.map((j) => j.id),
+                ),
+              );
+            return rows.every((row) => row.status === "completed");
+          },
+          20_000,
+          "every lost job completed elsewhere",
+        );
+        for (const job of lost) {
+          const after = await reload(left.db, job.id);
+          expect(after).toMatchObject({ status: "completed", instance: "runner-live", attempt: 2 });
+          const types = (await listEvents(left.db, job.id)).map((e) => e.type);
+          // Each claim started the execution: its trail says so after each claim, in order.
+          expect(types.slice(0, 3)).toEqual(["submitted", "claimed", "execution_started"]);
+          expect(types.filter((e) => e === "claimed")).toHaveLength(2);
+          expect(types.filter((e) => e === "execution_started")).toHaveLength(2);
+          expect(types.at(-1)).toBe("finished");
+        }
+        expect(calls).toHaveLength(12);
+      } finally {
+        await r.stop();
+        await gpu.close();
+      }
+    },
+  );
 });

@@ -2,13 +2,16 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { listEvents } from "../../src/db/events.js";
 import { resetRunningExecutions } from "../../src/db/executions.js";
 import { UNCLAIMED } from "../../src/db/job-transitions.js";
+import { insertJob } from "../../src/db/jobs.js";
+import { rowsOf } from "../../src/db/rows.js";
 import { jobs } from "../../src/db/schema.js";
 import { CancelCause } from "../../src/providers/causes.js";
+import { startFakeServer } from "../fakes/fake-server.js";
 import { createTestDatabase, DRIVERS } from "../helpers/databases.js";
 import { reload } from "../helpers/jobs.js";
 import { jobOf, startRunner } from "../helpers/runner.js";
@@ -79,6 +82,81 @@ describe.each(DRIVERS)("RUNNER_CONCURRENCY on %s", (driver) => {
       await r.stop();
       await t.drop();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("holds while claims ride on finishes: short jobs never have more than the cap at the provider or in the store, and slots are refilled in the finishes' own statements", async () => {
+    const t = await createTestDatabase(driver);
+    let inFlight = 0;
+    let mostAtProvider = 0;
+    const provider = await startFakeServer((_req, res) => {
+      mostAtProvider = Math.max(mostAtProvider, ++inFlight);
+      setImmediate(() => {
+        inFlight--;
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    // Queued before the runner starts: every claim finds more waiting, so claims ride on finishes.
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const { job } = await insertJob(
+        t.database.db,
+        jobOf([{ key: "a", provider: "quick", model: `m${i}` }]),
+      );
+      ids.push(job.id);
+    }
+    const r = await startRunner(
+      t.database.db,
+      { quick: { kind: "http", url: provider.url } },
+      { concurrency: 4, claimPollMs: 50 },
+    );
+    let most = 0;
+    const sampler = setInterval(() => {
+      most = Math.max(most, r.runner.activeJobs(), r.manager.count());
+    }, 1);
+    try {
+      await waitUntil(
+        async () => {
+          const rows = await t.database.db
+            .select({ status: jobs.status })
+            .from(jobs)
+            .where(inArray(jobs.id, ids));
+          return rows.every((row) => row.status === "completed");
+        },
+        20_000,
+        "all 60 jobs completed",
+      );
+      expect(mostAtProvider).toBeLessThanOrEqual(4);
+      expect(most).toBeLessThanOrEqual(4);
+      // In the store: each claim's commit (one `at`, the transaction's start) never left
+      // this instance holding more than 4 jobs. A job is held from its claim to its finish.
+      const trail = await rowsOf<{ job_id: string; type: string; at: Date | string }>(
+        t.database.db,
+        sql`select job_id, type, at from job_events where type in ('claimed', 'finished') order by id`,
+      );
+      const moments = [...new Set(trail.map((e) => new Date(e.at).getTime()))].sort(
+        (a, b) => a - b,
+      );
+      const claimedAt = new Map<string, number>();
+      const finishedAt = new Map<string, number>();
+      for (const e of trail)
+        (e.type === "claimed" ? claimedAt : finishedAt).set(e.job_id, new Date(e.at).getTime());
+      for (const m of moments) {
+        let heldThen = 0;
+        for (const [id, from] of claimedAt)
+          if (from <= m && (finishedAt.get(id) ?? Infinity) > m) heldThen++;
+        expect(heldThen, `held at ${m}`).toBeLessThanOrEqual(4);
+      }
+      // Some claims were made by a finish's statement: a claim and another job's finish at one moment.
+      const along = [...claimedAt].filter(([id, at]) =>
+        [...finishedAt].some(([other, f]) => other !== id && f === at),
+      );
+      expect(along.length).toBeGreaterThan(0);
+    } finally {
+      clearInterval(sampler);
+      await r.stop();
+      await provider.close();
+      await t.drop();
     }
   });
 });
