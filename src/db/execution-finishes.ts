@@ -17,7 +17,7 @@ import {
   claimParts,
 } from "./job-transitions.js";
 import { storableJson } from "./json.js";
-import { jsonbValue, rowAs, rowsOf } from "./rows.js";
+import { rowsOf } from "./rows.js";
 import {
   type ErrorInfo,
   type ExecutionRow,
@@ -43,9 +43,12 @@ export interface ExecutionFinish {
   lastOf?: string;
 }
 
+/** What a finish answers of an execution it finished: enough to announce it, never its output. */
+export type FinishedExecution = Pick<ExecutionRow, "id" | "status">;
+
 export interface FinishedExecutions {
   /** The executions finished, by id; one missing was no longer running here (a cancel got there first). */
-  executions: Map<string, ExecutionRow>;
+  executions: Map<string, FinishedExecution>;
   /** For each job of a `lastOf` item: its finish's outcome (as `finishJob` answers it). */
   jobs: Map<string, FinishOutcome>;
   /**
@@ -66,7 +69,7 @@ export async function finishExecution(
   id: string,
   instance: string,
   result: ExecutionResult,
-): Promise<ExecutionRow | undefined> {
+): Promise<FinishedExecution | undefined> {
   return (await finishExecutions(db, [{ id, result }], instance)).executions.get(id);
 }
 
@@ -114,7 +117,8 @@ export async function finishExecutions(
       : claimParts(claim, sql`${claim.limit} + (select count(*) from upd)`);
   const answered = await rowsOf<
     {
-      execution: unknown;
+      execution_id: string | null;
+      execution_status: ExecutionRow["status"] | null;
       job_id: string | null;
       current: string | null;
       active: number | null;
@@ -147,7 +151,8 @@ export async function finishExecutions(
         and ((x.status = 'completed' and ${executionGuard("completed")})
           or (x.status = 'failed' and ${executionGuard("failed")}))
         and ${heldBy(instance)}
-      returning ${executions}.*
+      returning ${executions.id}, ${executions.jobId}, ${executions.key}, ${executions.position},
+                ${executions.status}, ${executions.error}
     ),
     verdict as (
       -- The executions as the statement began, those it changed as they are now.
@@ -177,18 +182,18 @@ export async function finishExecutions(
         from upd join outcome o on o.job_id = upd.id
       ) t order by job_id, position
     )${claiming === undefined ? sql`` : sql`, ${claiming.ctes}`}
-    select to_jsonb(c) as execution, null::uuid as job_id, null::text as current,
-           null::int as active, null::text as finished,
+    select c.id as execution_id, c.status as execution_status, null::uuid as job_id,
+           null::text as current, null::int as active, null::text as finished,
            null::jsonb as job, null::jsonb as executions, null::jsonb as started
     from changed c
     union all
-    select null, cur.id, cur.status, coalesce(o.active, 0), upd.status, null, null, null
+    select null, null, cur.id, cur.status, coalesce(o.active, 0), upd.status, null, null, null
     from cur left join outcome o on o.job_id = cur.id left join upd on upd.id = cur.id
     ${
       claiming === undefined
         ? sql``
         : sql`union all
-    select null, null, null, null, null, k.job, k.executions, k.started
+    select null, null, null, null, null, null, k.job, k.executions, k.started
     from (${claiming.select}) k`
     }`,
   );
@@ -197,9 +202,11 @@ export async function finishExecutions(
   for (const row of answered) {
     if (row.job !== null) {
       claimedRows.push({ job: row.job, executions: row.executions, started: row.started });
-    } else if (row.execution !== null) {
-      const exec = rowAs(executions, jsonbValue(row.execution) as Record<string, unknown>);
-      finished.executions.set(exec.id, exec);
+    } else if (row.execution_id !== null && row.execution_status !== null) {
+      finished.executions.set(row.execution_id, {
+        id: row.execution_id,
+        status: row.execution_status,
+      });
     } else if (row.job_id !== null) {
       finished.jobs.set(
         row.job_id,

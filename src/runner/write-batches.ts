@@ -3,6 +3,7 @@ import type { Db } from "../db/connection.js";
 import {
   type ExecutionFinish,
   type ExecutionResult,
+  type FinishedExecution,
   finishExecutions,
 } from "../db/execution-finishes.js";
 import { startExecutions } from "../db/executions.js";
@@ -28,7 +29,7 @@ export interface WriteBatches {
     id: string,
     result: ExecutionResult,
     lastOf?: string,
-  ): Promise<{ row: ExecutionRow | undefined; job?: FinishOutcome }>;
+  ): Promise<{ row: FinishedExecution | undefined; job?: FinishOutcome }>;
   finishJob(jobId: string): Promise<FinishOutcome>;
 }
 
@@ -80,7 +81,7 @@ export function createWriteBatches(
   });
   const finishes = createBatcher<
     ExecutionFinish,
-    { row: ExecutionRow | undefined; job?: FinishOutcome }
+    { row: FinishedExecution | undefined; job?: FinishOutcome }
   >({
     maxItems: MAX_BATCH,
     run: async (items) => {
