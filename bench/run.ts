@@ -166,7 +166,7 @@ if (only === "throughput") {
     `\n## Throughput: ${jobs.toLocaleString("en")} trivial jobs, one runner, concurrency 32\n`,
   );
   console.log(
-    "`http`: each job's one execution calls a loopback server (in this process) that answers at once.",
+    "`http`: each job's one execution calls a loopback server in a process of its own (bench/json-server.mjs) that answers at once.",
   );
   console.log(
     "No provider I/O: the same jobs on a bench-only provider that answers at once, without I/O (the runner's own cost, as a queue's no-op task).\n",

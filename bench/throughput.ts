@@ -4,9 +4,9 @@ import { type Database, migrateDatabase, openDatabase } from "../src/db/connecti
 import { insertJob } from "../src/db/jobs.js";
 import { rowsOf } from "../src/db/rows.js";
 import type { ProviderEntry, ProviderRegistry } from "../src/providers/registry.js";
-import { slowJsonServer } from "../test/fakes/providers.js";
 import { startThrowawayPostgres } from "../test/helpers/throwaway-postgres.js";
 import { deadline, startBenchRunner, startStreamServer } from "./cancel.js";
+import { startJsonServer } from "./json-server.js";
 
 export interface ThroughputResult {
   driver: string;
@@ -26,7 +26,8 @@ export interface ThroughputResult {
 
 /**
  * Trivial jobs through one runner (RUNNER_CONCURRENCY 32): each one
- * execution on an `http` provider whose loopback server answers at once.
+ * execution on an `http` provider whose loopback server, in a process of
+ * its own (bench/json-server.mjs), answers at once.
  * `jobs` are inserted first, then the runner is woken and timed until every
  * one completed. With `provider: "none"` the execution's provider answers
  * at once without any I/O (a bench-only provider in place of the `http`
@@ -44,7 +45,7 @@ export async function throughputBench(options: {
   provider?: "http" | "none";
 }): Promise<ThroughputResult> {
   const provider = options.provider ?? "http";
-  const answer = await slowJsonServer(0);
+  const answer = await startJsonServer();
   const stream = await startStreamServer();
   const server = options.countStatements
     ? await startThrowawayPostgres("-c shared_preload_libraries=pg_stat_statements")
@@ -173,7 +174,7 @@ export async function throughputBench(options: {
     }
     await server?.stop();
     await server?.remove();
-    await answer.close();
+    answer.stop();
     stream.stop();
   }
 }
