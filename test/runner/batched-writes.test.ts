@@ -3,8 +3,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/connection.js";
 import { listEvents } from "../../src/db/events.js";
 import { cancelJob, type FinishOutcome } from "../../src/db/job-endings.js";
-import type { ClaimedJob, ClaimRequest } from "../../src/db/job-transitions.js";
-import { claimJobs } from "../../src/db/job-transitions.js";
+import { type ClaimedJob, claimJobs } from "../../src/db/job-transitions.js";
 import type { JobWithExecutions } from "../../src/db/jobs.js";
 import { reapExpiredLeases } from "../../src/db/reaper.js";
 import { jobs, webhookEvents, webhooks } from "../../src/db/schema.js";
@@ -188,41 +187,44 @@ describe.each(DRIVERS)("batched writes under races on %s", (driver) => {
     },
   );
 
-  /** A claim for `createWriteBatches`' claim-along port: taken by the first batch only, as a runner's one claim in flight. */
-  function claimOnce(claim: ClaimRequest) {
+  /**
+   * Write batches whose claim-along port gives one claim (the runner's one in
+   * flight) to the first batch only, and records the answer.
+   */
+  function writesClaimingOnce(instance: string, limit: number, leaseMs: number) {
     const answers: (ClaimedAlong | undefined)[] = [];
     let taken = false;
-    const along = {
+    const writes = createWriteBatches(left.db, instance, {
       take: () => {
         if (taken) return undefined;
         taken = true;
-        return claim;
+        return { instance, limit, leaseMs, startExecutions: true };
       },
-      done: async (answer: ClaimedAlong | undefined) => {
+      done: async (answer) => {
         answers.push(answer);
       },
-    };
-    return { along, answers };
+    });
+    return { writes, answers };
+  }
+
+  /** `count` more queued jobs of one execution on `provider`; their ids. */
+  async function queue(count: number, provider: string, tag: string) {
+    const ids = new Set<string>();
+    for (let i = 0; i < count; i++) {
+      const job = await submit(
+        left.db,
+        newJob({ executions: [{ key: "a", provider, model: `${tag}${i}`, input: {} }] }),
+      );
+      ids.add(job.id);
+    }
+    return ids;
   }
 
   it("a claim riding on batched finishes while cancels race them: it fills the slots the jobs it finished free, no more, and every job ends once", async () => {
     const held = await claimed(JOBS, "runner-a", 30_000, "demo", true);
     // More queued jobs than the claim may take, so its count is its limit's.
-    const queued = new Set<string>();
-    for (let i = 0; i < JOBS + 8; i++) {
-      const job = await submit(
-        left.db,
-        newJob({ executions: [{ key: "a", provider: "demo", model: `q${i}`, input: {} }] }),
-      );
-      queued.add(job.id);
-    }
-    const { along, answers } = claimOnce({
-      instance: "runner-a",
-      limit: 2,
-      leaseMs: 30_000,
-      startExecutions: true,
-    });
-    const writes = createWriteBatches(left.db, "runner-a", along);
+    const queued = await queue(JOBS + 8, "demo", "q");
+    const { writes, answers } = writesClaimingOnce("runner-a", 2, 30_000);
     // Every ninth job is cancelled before the batch: its slot stays held (its run is still stopping).
     const early = held.filter((_, i) => i % 9 === 0);
     for (const job of early) await cancelJob(right.db, job.id, { actor: "user", reason: "early" });
@@ -288,18 +290,8 @@ describe.each(DRIVERS)("batched writes under races on %s", (driver) => {
       else {
         const [done] = await claimed(1, "runner-dead", 200, "gpu", true);
         if (done === undefined) throw new Error("no job claimed");
-        for (let i = 0; i < 12; i++)
-          await submit(
-            left.db,
-            newJob({ executions: [{ key: "a", provider: "gpu", model: `n${i}`, input: {} }] }),
-          );
-        const { along, answers } = claimOnce({
-          instance: "runner-dead",
-          limit: 11,
-          leaseMs: 200,
-          startExecutions: true,
-        });
-        const writes = createWriteBatches(left.db, "runner-dead", along);
+        await queue(12, "gpu", "n");
+        const { writes, answers } = writesClaimingOnce("runner-dead", 11, 200);
         const { job } = await writes.finishExecution(
           execOf(done).id,
           { status: "completed", output: "x" },
