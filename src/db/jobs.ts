@@ -1,5 +1,5 @@
+import { randomUUID } from "node:crypto";
 import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
-import { v7 as uuidv7 } from "uuid";
 import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { listExecutions } from "./executions.js";
@@ -58,7 +58,7 @@ export async function insertJob(
     const existing = await findIdempotent(db, idem);
     if (existing !== undefined) return { job: existing, created: false };
   }
-  const id = uuidv7();
+  const id = randomUUID();
   const insert = insertStatement(id, job, options.actor ?? job.owner);
   if (idem === undefined) return { job: await inserted(db, insert), created: true };
   try {
@@ -85,7 +85,7 @@ export async function insertJob(
  */
 function insertStatement(id: string, job: NewJob, actor: string): SQL {
   const rows = job.executions.map((e, position) => ({
-    id: uuidv7(),
+    id: randomUUID(),
     job_id: id,
     position,
     key: e.key,

@@ -1,5 +1,5 @@
+import { randomUUID } from "node:crypto";
 import { and, asc, eq, isNull } from "drizzle-orm";
-import { v7 as uuidv7 } from "uuid";
 import type { JobStatus } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { appendEvent } from "./events.js";
@@ -39,7 +39,7 @@ export async function resumeJob(db: Db, jobId: string, actor: string): Promise<R
       .from(executions)
       .where(eq(executions.jobId, jobId))
       .orderBy(asc(executions.position));
-    const id = uuidv7();
+    const id = randomUUID();
     await tx.insert(jobs).values({
       id,
       owner: old.owner,
@@ -52,7 +52,7 @@ export async function resumeJob(db: Db, jobId: string, actor: string): Promise<R
       olds.map((e) => {
         const carried = e.status === "completed";
         return {
-          id: uuidv7(),
+          id: randomUUID(),
           jobId: id,
           position: e.position,
           key: e.key,

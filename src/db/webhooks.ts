@@ -1,5 +1,5 @@
+import { randomUUID } from "node:crypto";
 import { asc, eq } from "drizzle-orm";
-import { v7 as uuidv7 } from "uuid";
 import type { WebhookEventType } from "../vocabulary.js";
 import type { Db } from "./connection.js";
 import { type WebhookRow, webhooks } from "./schema.js";
@@ -15,7 +15,7 @@ export interface NewWebhook {
 export async function insertWebhook(db: Db, webhook: NewWebhook): Promise<WebhookRow> {
   const [row] = await db
     .insert(webhooks)
-    .values({ id: uuidv7(), ...webhook })
+    .values({ id: randomUUID(), ...webhook })
     .returning();
   if (row === undefined) throw new Error("insert returned no webhook");
   return row;
