@@ -89,7 +89,6 @@ export const jobs = pgTable(
   ],
 );
 
-// fillfactor 60 (migration 0007): room on each page for the start and finish updates to be HOT.
 export const executions = pgTable(
   "executions",
   {
