@@ -66,7 +66,6 @@ export async function throughputBench(options: {
     database = await openDatabase({ dataDir: null });
   }
   await migrateDatabase(database);
-  if (process.env.EXTRA_SQL) await database.db.execute(sql.raw(process.env.EXTRA_SQL));
   const stats = database.postgresClient;
   let parts: Awaited<ReturnType<typeof startBenchRunner>> | undefined;
   try {

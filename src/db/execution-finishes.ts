@@ -52,10 +52,11 @@ export interface FinishedExecutions {
   /** For each job of a `lastOf` item: its finish's outcome (as `finishJob` answers it). */
   jobs: Map<string, FinishOutcome>;
   /**
-   * With a claim: the jobs it claimed, and its limit as the statement set it
-   * (`claim.limit` plus the jobs the statement finished).
+   * With a claim: the jobs it claimed, the jobs the statement finished
+   * (`released`: their slots are free) and the claim's limit as the
+   * statement set it (`claim.limit` plus those).
    */
-  claim?: { jobs: ClaimedJob[]; limit: number };
+  claim?: { jobs: ClaimedJob[]; released: string[]; limit: number };
 }
 
 /**
@@ -219,8 +220,12 @@ export async function finishExecutions(
     }
   }
   if (claim !== undefined) {
-    const released = [...finished.jobs.values()].filter((o) => o.ok).length;
-    finished.claim = { jobs: claimedJobs(claimedRows), limit: claim.limit + released };
+    const released = [...finished.jobs].filter(([, o]) => o.ok).map(([id]) => id);
+    finished.claim = {
+      jobs: claimedJobs(claimedRows),
+      released,
+      limit: claim.limit + released.length,
+    };
   }
   return finished;
 }

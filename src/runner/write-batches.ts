@@ -94,11 +94,7 @@ export function createWriteBatches(
         if (claim !== undefined) await claimAlong?.done(undefined);
         throw err;
       }
-      if (claim !== undefined) {
-        const claimed = finished.claim ?? { jobs: [], limit: 0 };
-        const released = [...finished.jobs].filter(([, o]) => o.ok).map(([id]) => id);
-        await claimAlong?.done({ ...claimed, released, sent });
-      }
+      if (finished.claim !== undefined) await claimAlong?.done({ ...finished.claim, sent });
       return items.map((i) => {
         const job = i.lastOf === undefined ? undefined : finished.jobs.get(i.lastOf);
         return { row: finished.executions.get(i.id), ...(job === undefined ? {} : { job }) };
